@@ -1,0 +1,21 @@
+# neuronaudit: from images to the tables and figures of the paper.
+# Run the offline default study:   snakemake --cores 2
+# Another study:                   snakemake --cores 8 --configfile config/paper.yaml
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/activations.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,188 @@
+"""Activation extraction: one forward pass per model feeds every requested layer.
+
+For each layer a forward hook reduces the module's output to one scalar per neuron (SPEC sec. 1):
+
+* ``mean`` (default for 4-D conv maps): spatial mean over H, W — ResNet-50 ``layer4`` style;
+* ``cls`` (default for 3-D token sequences): the CLS token, ``output[:, 0]`` — ViT ``mlp[1]`` style;
+* ``none`` (2-D outputs): as is.
+
+``keep_maps`` additionally streams the pre-pool 2-D maps (N, C, H, W, float16) to a ``.npy`` memmap
+for methods that need them. Rows are written in manifest order, streamed in row groups
+(:class:`neuronaudit.io.MatrixWriter`), so peak memory does not grow with the number of images.
+Images that cannot be decoded are skipped (no row), listed in the returned report, and the run fails
+only if more than ``max_failed_fraction`` of the images fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from neuronaudit.activations.models import LoadedModel, resolve_module
+from neuronaudit.data.images import ImageSource, iterate_batches
+from neuronaudit.io import MatrixWriter
+
+log = logging.getLogger(__name__)
+
+
+class TooManyFailedImages(RuntimeError):
+    pass
+
+
+def pool_output(out: torch.Tensor, pooling: str = "auto") -> torch.Tensor:
+    """Reduce a module output to (B, neurons): mean over space for maps, CLS token for sequences."""
+    if isinstance(out, tuple | list):
+        out = out[0]
+    if pooling == "auto":
+        pooling = {4: "mean", 3: "cls", 2: "none"}.get(out.dim())
+        if pooling is None:
+            raise ValueError(f"cannot pool a {out.dim()}-D output; set pooling explicitly")
+    if pooling == "mean":
+        return out.float().mean(dim=(2, 3))
+    if pooling == "cls":
+        return out[:, 0].float()
+    if pooling == "tokens_mean":
+        return out.float().mean(dim=1)
+    if pooling == "none":
+        return out.float().reshape(out.shape[0], -1)
+    raise ValueError(f"unknown pooling {pooling!r}; use auto, mean, cls, tokens_mean or none")
+
+
+@dataclass
+class ExtractionReport:
+    n_images: int = 0
+    n_written: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image_id, error)
+    neurons: dict[str, int] = field(default_factory=dict)
+
+    def write(self, path: str | Path) -> None:
+        """The per-run report: counts, neurons per layer, and every skipped image with its error."""
+        import json
+
+        with open(path, "w") as fh:
+            json.dump(
+                {
+                    "n_images": self.n_images,
+                    "n_written": self.n_written,
+                    "n_failed": len(self.failed),
+                    "neurons": self.neurons,
+                    "failed": [{"image_id": i, "error": e} for i, e in self.failed],
+                },
+                fh,
+                indent=2,
+            )
+
+    @property
+    def failed_fraction(self) -> float:
+        return len(self.failed) / max(self.n_images, 1)
+
+
+def extract_activations(
+    source: ImageSource,
+    loaded: LoadedModel,
+    layers: dict[str, str],
+    outputs: dict[str, str | Path],
+    pooling: dict[str, str] | None = None,
+    keep_maps: dict[str, str | Path] | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    max_failed_fraction: float = 0.01,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ExtractionReport:
+    """Run ``loaded.model`` over ``source`` once and write each layer's activations.
+
+    ``layers`` maps a layer key (file name) to a module path; ``outputs`` maps the same keys to Parquet
+    paths; ``keep_maps`` optionally maps keys to ``.npy`` paths for pre-pool maps.
+    """
+    pooling = pooling or {}
+    keep_maps = keep_maps or {}
+    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    model = loaded.model.to(device)
+    if use_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    modules = {key: resolve_module(model, path) for key, path in layers.items()}
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(key):
+        def fn(_module, _inp, out):
+            captured[key] = out
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(k)) for k, m in modules.items()]
+    writers: dict[str, MatrixWriter] = {}
+    maps: dict[str, np.memmap] = {}
+    report = ExtractionReport(n_images=len(source))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else contextlib.nullcontext()
+    pbar = tqdm(total=len(source), desc="extract", unit="img", disable=not progress, mininterval=2)
+    try:
+        with torch.inference_mode():
+            for batch in iterate_batches(source, loaded.transform, batch_size=batch_size, device=device):
+                report.failed += [(str(source.image_ids[i]), err) for i, err in batch.failed]
+                pbar.update(len(batch.indices) + len(batch.failed))
+                if batch.tensor is None:
+                    continue
+                x = batch.tensor.to(device, non_blocking=True)
+                if use_cuda:
+                    x = x.to(memory_format=torch.channels_last)
+                captured.clear()
+                with amp:
+                    model(x)
+                ids = [source.image_ids[i] for i in batch.indices]
+                for key in layers:
+                    out = captured[key]
+                    acts = pool_output(out, pooling.get(key, "auto")).cpu().numpy()
+                    if key not in writers:
+                        report.neurons[key] = acts.shape[1]
+                        writers[key] = MatrixWriter(
+                            outputs[key],
+                            {"activation": acts.shape[1]},
+                            columns=[str(i) for i in range(acts.shape[1])],
+                            meta={**(meta or {}), "layer": layers[key], "pooling": pooling.get(key, "auto")},
+                        )
+                    writers[key].write(ids, activation=acts)
+                    if key in keep_maps:
+                        fmap = out[0] if isinstance(out, tuple | list) else out
+                        if fmap.dim() == 4:
+                            if key not in maps:
+                                maps[key] = np.lib.format.open_memmap(
+                                    keep_maps[key], mode="w+", dtype=np.float16, shape=(len(source), *fmap.shape[1:])
+                                )
+                            maps[key][batch.indices] = fmap.float().cpu().numpy().astype(np.float16)
+                report.n_written += len(ids)
+        if report.failed_fraction > max_failed_fraction:
+            raise TooManyFailedImages(
+                f"{len(report.failed)} of {report.n_images} images ({report.failed_fraction:.1%}) could not be decoded, "
+                f"more than activations.max_failed_fraction={max_failed_fraction}; first: {report.failed[:3]}"
+            )
+        if not writers:
+            raise TooManyFailedImages("no image could be decoded")
+        for w in writers.values():
+            w.close()
+        for mm in maps.values():
+            mm.flush()
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    finally:
+        pbar.close()
+        for h in handles:
+            h.remove()
+    for image_id, err in report.failed:
+        log.warning("skipped image %s: %s", image_id, err)
+    log.info(
+        "extracted %d images (%d skipped) for layers %s",
+        report.n_written,
+        len(report.failed),
+        {k: report.neurons.get(k) for k in layers},
+    )
+    return report

@@ -1,0 +1,43 @@
+rule train_small_cnn:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+    output:
+        checkpoint=f"{RESULTS}/models/{{model}}.pt",
+        metrics=f"{RESULTS}/models/{{model}}.json",
+    params:
+        model=lambda wc: model_spec(wc.model),
+        code=code_version("activations/train.py", "data"),
+    log:
+        f"logs/{STUDY}/train_small_cnn/{{model}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/train_small_cnn/{{model}}.tsv"
+    threads: workflow.cores
+    script:
+        "../scripts/train_small_cnn.py"
+
+
+# One job per model: a single forward pass feeds every configured layer of that model.
+for _model in config["models"]:
+
+    rule:
+        name:
+            f"extract_activations_{_model}"
+        input:
+            manifest=f"{RESULTS}/manifest.parquet",
+            checkpoint=model_checkpoint(_model),
+        output:
+            acts=activation_files(_model),
+            report=f"{RESULTS}/activations/{_model}/extraction_report.json",
+        params:
+            model_name=_model,
+            model=model_spec(_model),
+            settings=config["activations"],
+            device=device(),
+            code=code_version("activations", "data/images.py"),
+        log:
+            f"logs/{STUDY}/extract_activations/{_model}.log",
+        benchmark:
+            f"benchmarks/{STUDY}/extract_activations/{_model}.tsv"
+        threads: workflow.cores
+        script:
+            "../scripts/extract_activations.py"

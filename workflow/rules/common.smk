@@ -1,0 +1,90 @@
+# Helpers and input functions only; no rules.
+import hashlib
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml")
+
+STUDY = config["study"]
+RESULTS = f"results/{STUDY}"
+LIB = Path(workflow.basedir) / "src" / "neuronaudit"
+
+
+wildcard_constraints:
+    study=r"[A-Za-z0-9_.-]+",
+    model=r"[A-Za-z0-9_-]+",
+    layer=r"[A-Za-z0-9_-]+",
+    concept_model=r"[A-Za-z0-9_-]+",
+    vocabulary=r"[A-Za-z0-9_-]+",
+
+
+def code_version(*parts):
+    """Hash of the library modules a stage runs (docs/caching.md): a change reruns that stage.
+
+    Snakemake reruns a job when its params change; library code is not a script, so each rule
+    passes this hash as a param. ``parts`` are paths under src/neuronaudit (files or folders).
+    """
+    h = hashlib.sha256()
+    for part in ("io.py",) + parts:
+        p = LIB / part
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            h.update(f.relative_to(LIB).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def model_spec(model):
+    if model not in config["models"]:
+        raise ValueError(f"unknown model {model!r}; configured: {sorted(config['models'])}")
+    return config["models"][model]
+
+
+def concept_model_spec(name):
+    if name not in config["concept_models"]:
+        raise ValueError(f"unknown concept model {name!r}; configured: {sorted(config['concept_models'])}")
+    return config["concept_models"][name]
+
+
+def vocabulary_spec(name):
+    if name not in config["vocabularies"]:
+        raise ValueError(f"unknown vocabulary {name!r}; configured: {sorted(config['vocabularies'])}")
+    return config["vocabularies"][name]
+
+
+def device():
+    return config.get("device", "auto")
+
+
+def model_checkpoint(model):
+    """Inputs a model's extraction needs beyond the manifest: the trained checkpoint for small_cnn."""
+    if model_spec(model)["source"] == "small_cnn":
+        return f"{RESULTS}/models/{model}.pt"
+    return []
+
+
+def activation_files(model):
+    return [f"{RESULTS}/activations/{model}/{layer}.parquet" for layer in model_spec(model)["layers"]]
+
+
+def concept_model_inputs(wildcards):
+    return {
+        "embeddings": f"{RESULTS}/embeddings/{wildcards.concept_model}.parquet",
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "labels": f"{RESULTS}/labels.parquet",
+    }
+
+
+def all_targets():
+    targets = [f"{RESULTS}/manifest.parquet", f"{RESULTS}/labels.parquet"]
+    for model in config["models"]:
+        targets += activation_files(model)
+    for cm in config["concept_models"]:
+        targets.append(f"{RESULTS}/embeddings/{cm}.parquet")
+    for cm, vocab in config.get("presence", []):
+        concept_model_spec(cm)
+        vocabulary_spec(vocab)
+        targets.append(f"{RESULTS}/presence/{cm}/{vocab}.parquet")
+    return targets

@@ -1,0 +1,13 @@
+rule build_dataset:
+    output:
+        manifest=f"{RESULTS}/manifest.parquet",
+        labels=f"{RESULTS}/labels.parquet",
+    params:
+        dataset=config["dataset"],
+        code=code_version("data"),
+    log:
+        f"logs/{STUDY}/build_dataset.log",
+    benchmark:
+        f"benchmarks/{STUDY}/build_dataset.tsv"
+    script:
+        "../scripts/build_dataset.py"
