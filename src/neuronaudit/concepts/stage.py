@@ -1,0 +1,150 @@
+"""The concept-model stages of the pipeline (rules embed_images, fit_concept_model, presence).
+
+1. ``embed``: images -> ``embeddings/{concept_model}.parquet`` (the expensive pass; once per model).
+2. ``fit``: on the ``train`` split, fit the calibration (a, b) of p = sigmoid(a (cos + b)) against the
+   dataset's ground-truth concepts by SPEC sec. 2's grid search (or take the published / given values),
+   or train the probe. Writes ``concept_models/{concept_model}.npz`` (what scoring needs) and ``.json``
+   (the fitted values and held-out AUCs, for people).
+3. ``presence``: stored embeddings x a vocabulary -> ``presence/{concept_model}/{vocabulary}.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neuronaudit.concepts.base import ConceptModel, get_concept_model, write_embeddings, write_presence
+from neuronaudit.data.datasets import labels_matrix
+from neuronaudit.data.images import ImageSource
+from neuronaudit.io import read_matrix
+
+log = logging.getLogger(__name__)
+
+
+def backend_spec(spec: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """Translate a config ``concept_models`` entry into the backend's constructor spec."""
+    spec = dict(spec)
+    calibration = spec.pop("calibration", "fit")
+    probe = spec.pop("probe", {}) or {}  # schema default; only the probe backend reads it
+    if spec["backend"] == "probe":
+        features = {"source": "efficientnet_lite", "variant": int(spec.pop("variant", 2))}
+        if spec.get("input_size"):
+            features["input_size"] = int(spec["input_size"])
+        spec.update(features=features, head=probe.get("kind", "linear"), l2=probe.get("l2", 1e-3))
+    elif isinstance(calibration, list | tuple):
+        spec["calibration"] = list(calibration)
+    elif calibration == "published":
+        spec["calibration"] = "published"
+    spec["device"] = device
+    return spec
+
+
+def embed(spec: dict[str, Any], manifest_path: str, out: str, batch_size: int = 64, device: str = "cpu",
+          meta: dict | None = None) -> list[tuple[int, str]]:
+    model = get_concept_model(backend_spec(spec, device))
+    source = ImageSource.from_manifest(manifest_path)
+    emb, failed = model.encode_images(source, batch_size=batch_size, device=device)
+    for i, err in failed:
+        log.warning("image %s could not be decoded (NaN embedding): %s", source.image_ids[i], err)
+    write_embeddings(out, source.image_ids, emb, model, meta=meta)
+    log.info("%d images embedded (%d failed), dimension %d", len(source), len(failed), emb.shape[1])
+    return failed
+
+
+def _auc_per_concept(prob: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    ranks = rankdata(prob, axis=0)
+    pos = y.sum(0)
+    neg = len(y) - pos
+    with np.errstate(invalid="ignore", divide="ignore"):  # a concept absent from the split has no AUC
+        return ((ranks * y).sum(0) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def fit(
+    spec: dict[str, Any],
+    embeddings_path: str,
+    manifest_path: str,
+    labels_path: str,
+    state_out: str,
+    summary_out: str,
+    grid: dict[str, float] | None = None,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Fit the calibration or the probe on the train split; report AUC on the other splits."""
+    manifest = pd.read_parquet(manifest_path)
+    labels = pd.read_parquet(labels_path)
+    emb = read_matrix(embeddings_path, ["embedding"])
+    if list(emb.image_ids) != list(manifest["image_id"]):
+        raise ValueError(f"{embeddings_path} rows do not match {manifest_path}; rerun the embed_images rule")
+    y, concepts = labels_matrix(labels, manifest["image_id"])
+    x = emb["embedding"]
+    ok = np.isfinite(x).all(1)
+    train = (manifest["split"] == "train").to_numpy() & ok
+    held = (manifest["split"] != "train").to_numpy() & ok
+    if spec["backend"] != "probe" and isinstance(spec.get("calibration"), list):
+        train = train[:0]  # given (a, b): nothing to fit
+    model = get_concept_model(backend_spec(spec, device))
+    summary: dict[str, Any] = {"backend": spec["backend"], "concepts": concepts}
+    if spec["backend"] == "probe":
+        if not train.any():
+            raise ValueError("the probe concept model needs a 'train' split: set dataset.splits.train")
+        idx = np.flatnonzero(train)
+        max_train = (spec.get("probe") or {}).get("max_train")
+        if max_train:
+            idx = idx[: int(max_train)]
+        model.fit(x[idx], y[idx].astype(np.float64), concepts)
+        model.save(state_out)
+        summary["n_train"] = int(len(idx))
+    else:
+        if spec.get("calibration", "fit") == "fit":
+            if not train.any():
+                raise ValueError(f"calibration: fit needs a 'train' split (dataset.splits.train) for {spec['backend']}")
+            a_grid = np.arange(grid["a_step"], grid["a_max"] + 1e-9, grid["a_step"]) if grid else None
+            b_grid = np.arange(grid["b_min"], grid["b_max"] + 1e-9, grid["b_step"]) if grid else None
+            fitted = model.fit_calibration(x[train], concepts, y[train], a_grid=a_grid, b_grid=b_grid)
+            summary["fit_bce"] = float(fitted.bce) if hasattr(fitted, "bce") else None
+            summary["n_train"] = int(train.sum())
+        a, b = model.calibration
+        np.savez(state_out, calibration=np.array([a, b], dtype=np.float64))
+        summary["calibration"] = {"a": a, "b": b}
+    if held.any():
+        prob, _ = model.presence(x[held], concepts)
+        auc = _auc_per_concept(prob, y[held].astype(np.float64))
+        summary["heldout_auc"] = {c: (None if not np.isfinite(v) else round(float(v), 4)) for c, v in zip(concepts, auc, strict=True)}
+        summary["heldout_auc_mean"] = float(np.nanmean(auc))
+        log.info("held-out AUC over %d concepts: mean %.3f", len(concepts), summary["heldout_auc_mean"])
+    with open(summary_out, "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def load_fitted(spec: dict[str, Any], state_path: str, device: str = "cpu") -> ConceptModel:
+    """A concept model ready to score: the saved probe, or the backend with its fitted (a, b)."""
+    if spec["backend"] == "probe":
+        return get_concept_model({"backend": "probe", "path": os.fspath(state_path), "device": device})
+    model = get_concept_model(backend_spec(spec, device))
+    with np.load(state_path) as z:
+        a, b = z["calibration"]
+    model.calibration = (float(a), float(b))
+    return model
+
+
+def presence(
+    spec: dict[str, Any],
+    state_path: str,
+    embeddings_path: str,
+    concepts: list[str],
+    out: str,
+    meta: dict | None = None,
+    device: str = "cpu",
+) -> None:
+    model = load_fitted(spec, state_path, device)
+    emb = read_matrix(embeddings_path, ["embedding"])
+    write_presence(out, emb.image_ids, emb["embedding"], concepts, model, meta=meta)
+    log.info("presence of %d concepts on %d images", len(concepts), len(emb.image_ids))

@@ -1,0 +1,56 @@
+rule embed_images:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+    output:
+        f"{RESULTS}/embeddings/{{concept_model}}.parquet",
+    params:
+        spec=lambda wc: concept_model_spec(wc.concept_model),
+        settings=config["embedding"],
+        device=device(),
+        code=code_version("concepts", "text.py", "data/images.py", "activations/models.py"),
+    log:
+        f"logs/{STUDY}/embed_images/{{concept_model}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/embed_images/{{concept_model}}.tsv"
+    threads: workflow.cores
+    script:
+        "../scripts/embed_images.py"
+
+
+rule fit_concept_model:
+    input:
+        unpack(concept_model_inputs),
+    output:
+        state=f"{RESULTS}/concept_models/{{concept_model}}.npz",
+        summary=f"{RESULTS}/concept_models/{{concept_model}}.json",
+    params:
+        spec=lambda wc: concept_model_spec(wc.concept_model),
+        grid=config["calibration"],
+        code=code_version("concepts", "text.py", "data/datasets.py"),
+    log:
+        f"logs/{STUDY}/fit_concept_model/{{concept_model}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/fit_concept_model/{{concept_model}}.tsv"
+    threads: workflow.cores
+    script:
+        "../scripts/fit_concept_model.py"
+
+
+rule presence:
+    input:
+        embeddings=f"{RESULTS}/embeddings/{{concept_model}}.parquet",
+        state=f"{RESULTS}/concept_models/{{concept_model}}.npz",
+        labels=f"{RESULTS}/labels.parquet",
+    output:
+        f"{RESULTS}/presence/{{concept_model}}/{{vocabulary}}.parquet",
+    params:
+        spec=lambda wc: concept_model_spec(wc.concept_model),
+        vocabulary=lambda wc: vocabulary_spec(wc.vocabulary),
+        code=code_version("concepts", "text.py", "data/vocabularies.py"),
+    log:
+        f"logs/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.tsv"
+    threads: workflow.cores
+    script:
+        "../scripts/presence.py"

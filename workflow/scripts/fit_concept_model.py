@@ -1,0 +1,16 @@
+from neuronaudit.concepts.stage import fit
+from neuronaudit.logs import setup_job_log, timed
+from neuronaudit.runtime import set_threads
+
+log = setup_job_log(snakemake.log[0])
+set_threads(snakemake.threads)
+with timed(log, f"fitting {snakemake.wildcards.concept_model}"):
+    fit(
+        snakemake.params.spec,
+        snakemake.input.embeddings,
+        snakemake.input.manifest,
+        snakemake.input.labels,
+        snakemake.output.state,
+        snakemake.output.summary,
+        grid=snakemake.params.grid,
+    )
