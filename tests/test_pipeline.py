@@ -5,11 +5,9 @@ depends on it, a library change reruns the stages that import it)."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,37 +16,9 @@ import yaml
 
 from neuronaudit.io import read_matrix
 
-from .conftest import REPO
+from .conftest import REPO, planned_rules as _planned_rules
 
 pytestmark = pytest.mark.slow
-
-
-def _snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(workdir / "src"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/tiny.yaml", *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def _planned_rules(workdir: Path) -> dict[str, int]:
-    """Rules (and job counts) a dry run would execute."""
-    out = _snakemake(workdir, "-n").stdout
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:")[1].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "total"}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("tiny")
-    for item in ("Snakefile", "workflow", "config", "src", "profiles"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
-    _snakemake(work)
-    return work
 
 
 def test_every_output_reads_back(tiny_run):

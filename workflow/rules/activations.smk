@@ -31,7 +31,7 @@ for _model in config["models"]:
         params:
             model_name=_model,
             model=model_spec(_model),
-            settings=config["activations"],
+            settings=canon(config["activations"]),
             device=device(),
             code=code_version("activations", "data/images.py"),
         log:

@@ -36,22 +36,32 @@ def code_version(*parts):
     return h.hexdigest()[:16]
 
 
+def canon(obj):
+    """The same value with dict keys sorted at every level: Snakemake compares params by their
+    text, so reordering keys in a config file must not rerun anything."""
+    if isinstance(obj, dict):
+        return {k: canon(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list | tuple):
+        return [canon(v) for v in obj]
+    return obj
+
+
 def model_spec(model):
     if model not in config["models"]:
         raise ValueError(f"unknown model {model!r}; configured: {sorted(config['models'])}")
-    return config["models"][model]
+    return canon(config["models"][model])
 
 
 def concept_model_spec(name):
     if name not in config["concept_models"]:
         raise ValueError(f"unknown concept model {name!r}; configured: {sorted(config['concept_models'])}")
-    return config["concept_models"][name]
+    return canon(config["concept_models"][name])
 
 
 def vocabulary_spec(name):
     if name not in config["vocabularies"]:
         raise ValueError(f"unknown vocabulary {name!r}; configured: {sorted(config['vocabularies'])}")
-    return config["vocabularies"][name]
+    return canon(config["vocabularies"][name])
 
 
 def device():

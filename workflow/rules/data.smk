@@ -3,7 +3,7 @@ rule build_dataset:
         manifest=f"{RESULTS}/manifest.parquet",
         labels=f"{RESULTS}/labels.parquet",
     params:
-        dataset=config["dataset"],
+        dataset=canon(config["dataset"]),
         code=code_version("data"),
     log:
         f"logs/{STUDY}/build_dataset.log",

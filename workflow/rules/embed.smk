@@ -5,7 +5,7 @@ rule embed_images:
         f"{RESULTS}/embeddings/{{concept_model}}.parquet",
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
-        settings=config["embedding"],
+        settings=canon(config["embedding"]),
         device=device(),
         code=code_version("concepts", "text.py", "data/images.py", "activations/models.py"),
     log:
@@ -25,7 +25,7 @@ rule fit_concept_model:
         summary=f"{RESULTS}/concept_models/{{concept_model}}.json",
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
-        grid=config["calibration"],
+        grid=canon(config["calibration"]),
         code=code_version("concepts", "text.py", "data/datasets.py"),
     log:
         f"logs/{STUDY}/fit_concept_model/{{concept_model}}.log",
