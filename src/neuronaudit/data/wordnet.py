@@ -49,9 +49,11 @@ LEXNAMES = (
 assert len(LEXNAMES) == 45
 
 # Files nltk's WordNetCorpusReader reads (index.sense and cntlist.rev for sense keys and counts).
-_WORDNET_FILES = [
-    f"{kind}.{pos}" for kind in ("index", "data") for pos in ("noun", "verb", "adj", "adv")
-] + [f"{pos}.exc" for pos in ("noun", "verb", "adj", "adv")] + ["index.sense", "cntlist.rev"]
+_WORDNET_FILES = (
+    [f"{kind}.{pos}" for kind in ("index", "data") for pos in ("noun", "verb", "adj", "adv")]
+    + [f"{pos}.exc" for pos in ("noun", "verb", "adj", "adv")]
+    + ["index.sense", "cntlist.rev"]
+)
 
 
 def nltk_data_dir() -> Path:
@@ -69,7 +71,9 @@ def write_lexnames(path: str | os.PathLike) -> None:
 
 
 def _install_from_debian(target: Path, source: Path = DEBIAN_WORDNET) -> None:
-    missing = [f for f in _WORDNET_FILES if not (source / f).is_file() and f not in ("index.sense", "cntlist.rev")]
+    missing = [
+        f for f in _WORDNET_FILES if not (source / f).is_file() and f not in ("index.sense", "cntlist.rev")
+    ]
     if missing:
         raise FileNotFoundError(
             f"WordNet 3.0 not found: {source} lacks {missing}. Install it with "

@@ -1,0 +1,156 @@
+"""Simulated raters for Setting 2 (SPEC sec. 4-5; seed 001 Sec. 4, B.4).
+
+A task asks "Select all the images that contain: <concept>"; each rating r in {0, 1} says whether
+the rater saw the concept. All simulations take a numpy Generator (or a seed) and are reproducible.
+
+- ``uniform_error_ratings``: every rating is wrong with probability eta (the uniform error model).
+- ``per_input_error_ratings``: each input i has its own error rate eta_i ~ Beta(0.75, 2.5) (the
+  per-input error model of seed 001 B.4, fitted there to MTurk ratings; mean error 0.23).
+- ``make_rater_pool`` / ``pool_ratings``: a pool of raters, each with its own error rate, some of
+  them spammers (answering at random, or always "yes").
+
+Ratings are (inputs x raters) int8 arrays of 0/1, with -1 where a rater did not rate an input;
+``ratings_to_long`` gives the long form (image_id, concept, rater_id, rating) and
+``rating_counts`` the (yes, total) counts used by the aggregators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "BETA_ERROR_PRIOR",
+    "uniform_error_ratings",
+    "per_input_error_ratings",
+    "make_rater_pool",
+    "pool_ratings",
+    "rating_counts",
+    "ratings_to_long",
+    "long_to_counts",
+]
+
+BETA_ERROR_PRIOR = (0.75, 2.5)  # seed 001 B.4
+MISSING = -1
+
+
+def _rng(rng) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _truth(c_true) -> np.ndarray:
+    c = np.asarray(c_true)
+    if not np.all((c == 0) | (c == 1)):
+        bad = np.flatnonzero(~((c == 0) | (c == 1)).ravel())[0]
+        raise ValueError(f"c_true must be binary 0/1 ground truth; entry {bad} is {c.ravel()[bad]!r}")
+    return c.astype(np.int8)
+
+
+def uniform_error_ratings(c_true, n_raters: int, eta: float, rng=None) -> np.ndarray:
+    """(inputs, n_raters) 0/1 ratings; each rating flips the truth with probability eta."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    rng = _rng(rng)
+    c = _truth(c_true)
+    flips = rng.random((*c.shape, n_raters)) < eta
+    return (c[..., None] ^ flips).astype(np.int8)
+
+
+def per_input_error_ratings(
+    c_true, n_raters: int, rng=None, a: float = BETA_ERROR_PRIOR[0], b: float = BETA_ERROR_PRIOR[1]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ratings with a per-input error rate eta_i ~ Beta(a, b) shared by all raters of input i.
+
+    Returns (ratings (inputs, n_raters), eta (inputs,)).
+    """
+    rng = _rng(rng)
+    c = _truth(c_true)
+    eta = rng.beta(a, b, size=c.shape)
+    flips = rng.random((*c.shape, n_raters)) < eta[..., None]
+    return (c[..., None] ^ flips).astype(np.int8), eta
+
+
+def make_rater_pool(
+    n_raters: int,
+    rng=None,
+    error_beta: tuple[float, float] = (2.0, 8.0),
+    spammer_fraction: float = 0.1,
+    spammer_kind: str = "random",
+) -> pd.DataFrame:
+    """A pool of raters: rater_id, kind ("honest", "random" spammer, or "yes" spammer), error_rate.
+
+    Honest raters' error rates are drawn from Beta(*error_beta) (default mean 0.2). Spammers answer
+    at random (error 0.5) or always "yes" (error_rate NaN: it depends on the truth).
+    """
+    if spammer_kind not in ("random", "yes"):
+        raise ValueError(f"spammer_kind must be 'random' or 'yes', got {spammer_kind!r}")
+    rng = _rng(rng)
+    n_spam = int(round(spammer_fraction * n_raters))
+    kind = np.array(["honest"] * (n_raters - n_spam) + [spammer_kind] * n_spam, dtype=object)
+    rng.shuffle(kind)
+    err = rng.beta(*error_beta, size=n_raters)
+    err = np.where(kind == "random", 0.5, np.where(kind == "yes", np.nan, err))
+    return pd.DataFrame({"rater_id": np.arange(n_raters), "kind": kind, "error_rate": err})
+
+
+def pool_ratings(c_true, pool: pd.DataFrame, raters_per_input: int | None = None, rng=None) -> np.ndarray:
+    """(inputs, len(pool)) ratings from a rater pool; with ``raters_per_input`` = m each input is rated
+    by m raters drawn without replacement from the pool and the other entries are -1 (missing)."""
+    rng = _rng(rng)
+    c = _truth(c_true).ravel()
+    n_in, n_r = len(c), len(pool)
+    kind = pool["kind"].to_numpy()
+    err = np.nan_to_num(pool["error_rate"].to_numpy(dtype=float), nan=0.0)
+    flips = rng.random((n_in, n_r)) < err[None, :]
+    ratings = (c[:, None] ^ flips).astype(np.int8)
+    ratings[:, kind == "yes"] = 1
+    random_cols = kind == "random"
+    ratings[:, random_cols] = rng.integers(0, 2, size=(n_in, int(random_cols.sum())), dtype=np.int8)
+    if raters_per_input is not None:
+        if not 1 <= raters_per_input <= n_r:
+            raise ValueError(f"raters_per_input must lie in [1, {n_r}], got {raters_per_input}")
+        # m raters per input: the m smallest of i.i.d. uniform keys are a uniform random subset
+        keys = rng.random((n_in, n_r))
+        chosen = np.argsort(keys, axis=1)[:, :raters_per_input]
+        mask = np.zeros((n_in, n_r), dtype=bool)
+        np.put_along_axis(mask, chosen, True, axis=1)
+        ratings[~mask] = MISSING
+    return ratings
+
+
+def rating_counts(ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(yes, total) per input from an (inputs, raters) array of 0/1 with -1 (or NaN) for missing."""
+    r = np.asarray(ratings, dtype=np.float64)
+    present = np.isfinite(r) & (r != MISSING)
+    bad = present & ~((r == 0) | (r == 1))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(f"ratings must be 0/1 (or -1 for missing); input {i}, rater {j} has {r[i, j]!r}")
+    yes = np.where(present, r, 0).sum(axis=1).astype(np.int64)
+    return yes, present.sum(axis=1).astype(np.int64)
+
+
+def ratings_to_long(
+    ratings: np.ndarray, image_ids: Sequence | None = None, concept: str | Sequence[str] = "", rater_ids: Sequence | None = None
+) -> pd.DataFrame:
+    """Long form: one row per given rating with columns image_id, concept, rater_id, rating."""
+    r = np.asarray(ratings)
+    n_in, n_r = r.shape
+    image_ids = np.arange(n_in) if image_ids is None else np.asarray(image_ids)
+    rater_ids = np.arange(n_r) if rater_ids is None else np.asarray(rater_ids)
+    concepts = np.broadcast_to(np.asarray(concept, dtype=object), (n_in,))
+    ii, jj = np.nonzero(r != MISSING)
+    return pd.DataFrame(
+        {"image_id": image_ids[ii], "concept": concepts[ii], "rater_id": rater_ids[jj], "rating": r[ii, jj].astype(np.int8)}
+    )
+
+
+def long_to_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """(image_id, concept) -> yes, total from the long form."""
+    bad = ~df["rating"].isin([0, 1])
+    if bad.any():
+        raise ValueError(f"rating must be 0/1; row {df.index[bad.to_numpy()][0]} has {df.loc[bad, 'rating'].iloc[0]!r}")
+    g = df.groupby(["image_id", "concept"], sort=False)["rating"]
+    return g.agg(yes="sum", total="size").reset_index()

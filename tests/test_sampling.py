@@ -1,0 +1,163 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neuronaudit.sampling import (
+    _inverse_cdf_sorted,
+    ag_is_q,
+    check_q,
+    draw_samples,
+    estimate_moments,
+    estimate_rho,
+    exact_rho,
+    grid_draws,
+    importance_weights,
+    mg_is_q,
+    relative_corr_error,
+    sampling_grid,
+    sampling_grid_loop,
+    standardise_activations,
+    summarise_rce,
+)
+
+
+def _toy(n=400, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    c = (rng.random((n, k)) < 0.1).astype(float)
+    a = rng.standard_normal((n, k)) + 1.5 * c
+    g = np.clip(0.7 * c + 0.3 * rng.random((n, k)), 0.01, 1)
+    return a, c, g
+
+
+def test_unbiased_moments_monte_carlo_within_standard_error():
+    a, c, g = _toy(n=300, k=1)
+    ah, c, g = standardise_activations(a)[:, 0], c[:, 0], g[:, 0]
+    q = mg_is_q(ah, g, gamma=0.2)
+    rng = np.random.default_rng(5)
+    reps, n = 4000, 20
+    idx = rng.choice(len(q), size=(reps, n), p=q)
+    w = importance_weights(q[idx], len(q))
+    m_ac, m_c, _ = estimate_moments(ah[idx], c[idx], w, "unbiased")
+    for est, exact in ((m_ac, np.mean(ah * c)), (m_c, np.mean(c))):
+        se = est.std(ddof=1) / np.sqrt(reps)
+        assert abs(est.mean() - exact) < 3 * se  # within its standard error (3 SE: a 0.3% false-alarm rate)
+
+
+def test_q_equal_p_gives_plain_estimator():
+    a, c, _ = _toy(n=100, k=1)
+    ah, c = standardise_activations(a)[:, 0], c[:, 0]
+    idx = np.random.default_rng(0).integers(0, 100, 30)
+    w = importance_weights(np.full(30, 1 / 100), 100)
+    plain = np.mean(ah[idx] * c[idx]) / np.sqrt(np.mean(c[idx] ** 2) - np.mean(c[idx]) ** 2)
+    for est in ("unbiased", "self_normalised"):
+        assert np.isclose(estimate_rho(ah[idx], c[idx], w, est), plain)
+
+
+def test_n_equals_N_without_replacement_is_exact():
+    a, c, _ = _toy(n=250, k=1)
+    ah, c = standardise_activations(a)[:, 0], c[:, 0]
+    idx = draw_samples(np.full(250, 1 / 250), 250, np.random.default_rng(1), replace=False)
+    assert np.isclose(estimate_rho(ah[idx], c[idx]), np.corrcoef(a[:, 0], c)[0, 1])
+    assert np.isclose(exact_rho(ah, c), np.corrcoef(a[:, 0], c)[0, 1])
+    with pytest.raises(ValueError, match="uniform"):
+        draw_samples(np.r_[0.5, 0.25, 0.25], 3, np.random.default_rng(0), replace=False)
+
+
+def test_soft_c_uses_soft_square():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal(500)
+    c = rng.random(500)
+    assert np.isclose(exact_rho(standardise_activations(a), c), np.corrcoef(a, c)[0, 1])
+
+
+def test_zero_q_where_p_positive_raises():
+    ah = np.array([1.0, -1.0, 0.5, 0.2])
+    q = mg_is_q(ah, np.array([0.5, 0.0, 0.3, 0.1]), gamma=0.0)
+    with pytest.raises(ValueError, match="input 1"):
+        check_q(q)
+    a, c, g = _toy(n=200, k=2)
+    g[:, 1] = 0.0
+    g[:3, 1] = 1.0
+    with pytest.raises(ValueError, match="pair 1"):
+        sampling_grid(a, c, g, samplers=[{"name": "mg_is", "gamma": 0.0}], ns=[10], seeds=range(2))
+    assert np.all(ag_is_q(standardise_activations(a), 2, 0.2) > 0)
+
+
+def test_rce():
+    assert np.allclose(relative_corr_error([0.15, 0.1], [0.1, -0.1]), [0.5, 2.0])
+    assert np.isnan(relative_corr_error(0.1, 0.0))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_inverse_cdf_matches_searchsorted(n, seed):
+    rng = np.random.default_rng(seed)
+    q = rng.random((3, n)) ** 3
+    q[:, rng.random(n) < 0.3] = 0.0  # zero-probability runs
+    q[:, -1] += 1e-3
+    cdf = np.cumsum(q, axis=1)
+    cdf /= cdf[:, -1:]
+    cdf[:, -1] = 1.0
+    u = np.sort(rng.random((3, 50)), axis=1)
+    got = _inverse_cdf_sorted(cdf, u)
+    want = np.stack([np.searchsorted(cdf[r], u[r], side="right") for r in range(3)])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_grid_draws_prefixes_and_distinct_counts():
+    rng = np.random.default_rng(0)
+    ns = np.array([3, 10, 40])
+    q = rng.random((2, 15))
+    cdf = np.cumsum(q, axis=1) / q.sum(axis=1, keepdims=True)
+    cdf[:, -1] = 1
+    d = grid_draws(cdf, 15, 4, ns, rng)
+    counts = d.distinct_prefix_counts(3)
+    for p in range(2):
+        for s in range(4):
+            seg = d.seg[p, s]
+            assert [(seg <= b).sum() for b in range(3)] == list(ns)
+            for b in range(3):
+                assert counts[p, s, b] == len(np.unique(d.idx[p, s][seg <= b]))
+    fs = d.first_seg
+    assert np.all(fs <= d.seg)
+
+
+def test_grid_converges_and_agrees_with_loop_reference():
+    a, c, g = _toy(n=2000, k=4, seed=3)
+    samplers = [{"name": "uniform"}, {"name": "mg_is"}, {"name": "ag_is"}]
+    ns = [50, 400]
+    grid = sampling_grid(a, c, g, samplers=samplers, ns=ns, seeds=range(40), rng=1, chunk_size=2)
+    ref = sampling_grid_loop(a, c, g, samplers=samplers, ns=ns, seeds=range(40), rng=2)
+    assert list(grid.columns) == ["pair", "sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct"]
+    np.testing.assert_allclose(grid.groupby("pair")["rho"].first(), ref.groupby("pair")["rho"].first())
+    g_rce = grid.groupby(["sampler", "n"], observed=True)["rce"].mean()
+    r_rce = ref.groupby(["sampler", "n"])["rce"].mean()
+    for key, val in g_rce.items():
+        assert val == pytest.approx(r_rce[key], rel=0.35, abs=0.01)
+    big = grid[grid.n == 400].groupby(["sampler", "pair"], observed=True)[["rho_hat", "rho"]].mean()
+    assert np.allclose(big["rho_hat"], big["rho"], atol=0.05)
+    assert (grid["n_distinct"] <= grid["n"]).all()
+    # MG-IS beats uniform here (concept model is accurate)
+    assert g_rce[("mg_is", 400)] < g_rce[("uniform", 400)]
+    sn = sampling_grid(a, c, g, samplers=samplers[:2], ns=ns, seeds=range(5), estimator="self_normalised")
+    assert np.isfinite(sn["rho_hat"]).all()
+
+
+def test_grid_threads_do_not_change_results_and_constant_neurons_are_nan():
+    a, c, g = _toy(n=500, k=5)
+    a[:, 2] = 1.0
+    kw = dict(samplers=[{"name": "uniform"}, {"name": "mg_is"}], ns=[20, 60], seeds=range(3), rng=7, chunk_size=2)
+    one = sampling_grid(a, c, g, n_threads=1, **kw)
+    two = sampling_grid(a, c, g, n_threads=2, **kw)
+    assert one.equals(two)
+    assert one.loc[one.pair == 2, ["rho", "rho_hat", "rce"]].isna().all().all()
+    s = summarise_rce(one, floor=0.05)
+    assert (s["n_excluded"] >= 1).all()
+
+
+def test_grid_with_pair_indices_and_soft_truth():
+    a, c, g = _toy(n=600, k=3)
+    df = sampling_grid(a, g, g, neuron_index=[0, 2, 2], concept_index=[1, 2, 0], samplers=[{"name": "mg_is"}], ns=[30], seeds=range(2))
+    expected = exact_rho(standardise_activations(a[:, [0, 2, 2]]), g[:, [1, 2, 0]])
+    np.testing.assert_allclose(df.groupby("pair")["rho"].first(), expected)
