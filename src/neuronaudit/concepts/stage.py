@@ -35,7 +35,7 @@ def backend_spec(spec: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
         features = {"source": "efficientnet_lite", "variant": int(spec.pop("variant", 2))}
         if spec.get("input_size"):
             features["input_size"] = int(spec["input_size"])
-        spec.update(features=features, head=probe.get("kind", "linear"), l2=probe.get("l2", 1e-3))
+        spec.update(features=features, head=probe.get("kind", "linear"), l2=probe.get("l2", 0.1))
     elif isinstance(calibration, list | tuple):
         spec["calibration"] = list(calibration)
     elif calibration == "published":
