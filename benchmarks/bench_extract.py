@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 
 CHILD = r"""
 import json, resource, sys, tempfile, time, torch

@@ -101,3 +101,42 @@ def test_attributes_exact_on_constructed_images():
     assert p["small"][1] and p["bright"][1] and p["tall"][1]
     assert p["textured"][2] and not p["textured"][3]
     assert p["symmetric"][3]
+
+
+def test_image_folder_wordnet_ids_get_names_and_superclasses(tmp_path, imagenet_jpegs):
+    """ImageNet-validation layout: WordNet-id class folders become readable class names, and their
+    WordNet hypernyms become superclass concepts (foolbox's real ImageNet JPEGs)."""
+    from neuronaudit.data.vocabularies import imagenet_wnids
+
+    wnids = imagenet_wnids()
+    for f, cls in imagenet_jpegs[:8]:
+        d = tmp_path / wnids[cls]
+        d.mkdir(exist_ok=True)
+        shutil.copy(f, d / f.name)
+    m, labels = build_dataset({"adapter": "image_folder", "root": str(tmp_path), "splits": {"val": None},
+                               "compute_attributes": False})
+    assert not m["label"].str.match(r"^n\d{8}$").any()
+    kinds = labels.drop_duplicates("concept").set_index("concept")["kind"]
+    assert (kinds == "class").sum() == m["label"].nunique()
+    assert (kinds == "superclass").sum() >= 1
+    Y, concepts = labels_matrix(labels, m["image_id"])
+    sup = [c for c in concepts if kinds[c] == "superclass"]
+    # a superclass is present exactly where one of its member classes is
+    assert (Y[:, [concepts.index(c) for c in sup]].sum(0) >= 2).all()
+
+
+def test_torchvision_adapter_by_name(tmp_path, imagenet_jpegs):
+    """The torchvision adapter opens any torchvision.datasets class the user has on disk; here
+    ImageFolder over real JPEGs (CIFAR/Places/ImageNet need their archives, absent offline)."""
+    for f, cls in imagenet_jpegs[:5]:
+        d = tmp_path / f"c{cls:04d}"
+        d.mkdir(exist_ok=True)
+        shutil.copy(f, d / f.name)
+    m, _ = build_dataset({"adapter": "torchvision", "root": str(tmp_path), "torchvision": {"name": "ImageFolder"},
+                          "splits": {"val": None}, "compute_attributes": False})
+    assert len(m) == 5 and m["source"].str.startswith("torchvision:ImageFolder:").all()
+    assert sorted(m["label"]) == sorted(f"c{c:04d}" for _, c in imagenet_jpegs[:5])
+    img = ImageSource.from_manifest(m).load(0)
+    assert img.mode == "RGB" and img.size == (512, 512)
+    with pytest.raises(DatasetError, match="not a torchvision dataset"):
+        build_dataset({"adapter": "torchvision", "root": str(tmp_path), "torchvision": {"name": "NoSuchSet"}})

@@ -16,7 +16,8 @@ import yaml
 
 from neuronaudit.io import read_matrix
 
-from .conftest import REPO, planned_rules as _planned_rules
+from .conftest import REPO
+from .conftest import planned_rules as _planned_rules
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from neuronaudit.data.attributes import attribute_presence
-from neuronaudit.data.images import read_idx
+from neuronaudit.data.images import open_torchvision_dataset, read_idx
 
 FASHION_MNIST_CLASSES = [
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
@@ -135,14 +135,15 @@ def image_folder_pool(root: str, labels_csv: str | None = None, class_names: dic
 
 
 def torchvision_pool(name: str, root: str, kwargs: dict[str, Any] | None = None) -> dict[str, Pool]:
-    import torchvision.datasets as tvd
     from urllib.parse import urlencode
+
+    import torchvision.datasets as tvd
 
     if not hasattr(tvd, name):
         raise DatasetError(f"dataset.torchvision.name {name!r} is not a torchvision dataset")
     kwargs = dict(kwargs or {})
     try:
-        ds = getattr(tvd, name)(root=root, download=False, **kwargs)
+        ds = open_torchvision_dataset(getattr(tvd, name), root, kwargs)
     except (RuntimeError, FileNotFoundError) as exc:
         raise DatasetError(f"torchvision {name} not found under {root}: {exc}. Download it on a machine that is "
                            "online (download=True) and copy the folder here.") from exc
@@ -250,9 +251,10 @@ def build_dataset(cfg: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
         from neuronaudit.data import wordnet
 
         wnids = sorted(manifest["label"].unique())
-        class_names = wordnet.wnid_names(wnids)
+        class_names = wordnet.wordnet_names(wnids)
         sup = wordnet.imagenet_superclasses(wnids, max_subclasses=int(cfg.get("max_subclasses", 300)))
-        superclasses = {name: [class_names[w] for w in members] for name, members in sup.items()}
+        sup_names = wordnet.wordnet_names(sup)
+        superclasses = {sup_names[s]: [class_names[w] for w in members] for s, members in sup.items()}
     labels = build_labels(
         manifest, class_names, superclasses, cfg.get("attributes"), with_attributes=cfg.get("compute_attributes", True)
     )

@@ -52,7 +52,17 @@ def _torchvision_dataset(name: str, root: str, query: str):
     kwargs = {k: v[0] for k, v in parse_qs(query).items()}
     if "train" in kwargs:
         kwargs["train"] = kwargs["train"].lower() in ("1", "true", "yes")
-    return getattr(tvd, name)(root=root, download=False, **kwargs)
+    return open_torchvision_dataset(getattr(tvd, name), root, kwargs)
+
+
+def open_torchvision_dataset(cls, root: str, kwargs: dict):
+    """Instantiate a torchvision dataset class without ever downloading (``download=False`` where the
+    class takes it)."""
+    import inspect
+
+    if "download" in inspect.signature(cls).parameters:
+        kwargs = {**kwargs, "download": False}
+    return cls(root=root, **kwargs)
 
 
 def open_image(uri: str) -> Image.Image:
