@@ -1,6 +1,26 @@
-rule embed_images:
+rule image_features:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
+    output:
+        acts=f"{RESULTS}/features/{{backbone}}.parquet",
+        report=f"{RESULTS}/features/{{backbone}}.report.json",
+    params:
+        model=lambda wc: backbone_spec(wc.backbone),
+        settings=canon(config["embedding"]),
+        device=device(),
+        code=code_version("activations", "data/images.py"),
+    log:
+        f"logs/{STUDY}/image_features/{{backbone}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/image_features/{{backbone}}.tsv"
+    threads: workflow.cores
+    script:
+        "../scripts/image_features.py"
+
+
+rule embed_images:
+    input:
+        unpack(embed_inputs),
     output:
         f"{RESULTS}/embeddings/{{concept_model}}.parquet",
     params:

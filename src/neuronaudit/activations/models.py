@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-LITE_INPUT = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}
+from neuronaudit.concepts.backbones import LITE_INPUT
 
 
 @dataclass

@@ -115,7 +115,23 @@ class ConSEConceptModel(ConceptModel):
         return self.loaded.model(x).float().softmax(dim=-1)
 
     def _embed_batch(self, x):
-        probs = self.class_probabilities(x)
+        return self._embed_probabilities(self.class_probabilities(x))
+
+    def embed_features(self, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """ConSE embeddings from the classifier's pooled pre-logit features (N, F): the same numbers
+        as :meth:`encode_images` (logits = classifier(features)), without a second image pass when
+        the features were already extracted (the pipeline's ``image_features`` stage)."""
+        import torch
+
+        head = self.loaded.model.get_classifier()
+        out = np.empty((len(features), self.embedding_dim), np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(features), batch_size):
+                f = torch.from_numpy(np.ascontiguousarray(features[s : s + batch_size], dtype=np.float32)).to(self.device)
+                out[s : s + batch_size] = self._embed_probabilities(head(f).float().softmax(-1)).cpu().numpy()
+        return out
+
+    def _embed_probabilities(self, probs):
         top_p, top_y = probs.topk(self.top_t, dim=-1)  # (B, T)
         weights = top_p / top_p.sum(dim=-1, keepdim=True)  # the 1/Z of ConSE
         emb = (weights[..., None] * self._class_emb[top_y]).sum(dim=1)  # (B, D)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from neuronaudit.concepts.backbones import backbone_key, shared_backbone  # noqa: F401 (re-exported)
 from neuronaudit.concepts.base import ConceptModel, get_concept_model, write_embeddings, write_presence
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.data.images import ImageSource
@@ -42,6 +43,29 @@ def backend_spec(spec: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
         spec["calibration"] = "published"
     spec["device"] = device
     return spec
+
+
+def embed_from_features(spec: dict[str, Any], features_path: str, manifest_path: str, out: str,
+                        meta: dict | None = None) -> None:
+    """Concept-model embeddings from a backbone's stored pooled features (no second image pass).
+
+    Images the features stage could not decode get NaN rows, as :func:`embed` gives them."""
+    model = get_concept_model(backend_spec(spec, "cpu"))
+    manifest = pd.read_parquet(manifest_path, columns=["image_id"])
+    feats = read_matrix(features_path, ["activation"])
+    full = np.full((len(manifest), feats["activation"].shape[1]), np.nan, np.float32)
+    pos = pd.Index(manifest["image_id"]).get_indexer(feats.image_ids)
+    if (pos < 0).any():
+        raise ValueError(f"{features_path} has images that are not in {manifest_path}; rerun image_features")
+    full[pos] = feats["activation"]
+    if spec["backend"] == "conse":
+        ok = np.isfinite(full).all(1)
+        emb = np.full((len(full), model.embedding_dim), np.nan, np.float32)
+        emb[ok] = model.embed_features(full[ok])
+    else:  # the probe's embedding is the backbone's pooled feature vector itself
+        emb = full
+    write_embeddings(out, manifest["image_id"], emb, model, meta={**(meta or {}), "features": features_path})
+    log.info("%d images embedded from stored features (%d missing)", len(emb), int((~np.isfinite(emb).all(1)).sum()))
 
 
 def embed(spec: dict[str, Any], manifest_path: str, out: str, batch_size: int = 64, device: str = "cpu",
