@@ -161,3 +161,61 @@ def test_grid_with_pair_indices_and_soft_truth():
     df = sampling_grid(a, g, g, neuron_index=[0, 2, 2], concept_index=[1, 2, 0], samplers=[{"name": "mg_is"}], ns=[30], seeds=range(2))
     expected = exact_rho(standardise_activations(a[:, [0, 2, 2]]), g[:, [1, 2, 0]])
     np.testing.assert_allclose(df.groupby("pair")["rho"].first(), expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_guided_inverse_cdf_matches_searchsorted_unsorted_uniforms(n, seed):
+    from neuronaudit.sampling import _guide_tables, _guided_inverse_cdf
+
+    rng = np.random.default_rng(seed)
+    q = rng.random((3, n)) ** 3
+    q[:, rng.random(n) < 0.3] = 0.0  # zero-probability runs
+    q[:, -1] += 1e-3
+    z, guide = _guide_tables(q)
+    u = rng.random(3 * 50)
+    u[:3] = [0.0, 1 - 2**-53, 0.5]
+    rows = np.repeat(np.arange(3), 50)
+    got = _guided_inverse_cdf(z, guide, n, u.copy(), rows * n) - rows * n
+    t = u * np.nextafter(float(n), 0.0)  # the scaled uniforms the search compares with
+    zz = z.reshape(3, n)
+    want = np.array([np.searchsorted(zz[r], t[i], side="right") for i, r in enumerate(rows)])
+    np.testing.assert_array_equal(got, want)
+    assert np.all(q[rows, got] > 0)  # never lands on a zero-probability input
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_distinct_prefix_counts_match_unique(n_values, seed):
+    from neuronaudit.sampling import _distinct_prefix_counts
+
+    rng = np.random.default_rng(seed)
+    ns = np.array([1, 3, 10, 40])
+    idx = rng.integers(0, n_values, size=(5, 40)) + 1000 * np.arange(5)[:, None]
+    got = _distinct_prefix_counts(idx, ns)
+    want = np.array([[len(np.unique(row[:m])) for m in ns] for row in idx])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_grid_draw_frequencies_follow_q():
+    """Pooled over seeds, the inputs drawn by the grid follow q (chi-square-like check via n_distinct
+    and via the unbiased estimate of E_p[c] being within Monte Carlo error for every sampler)."""
+    a, c, g = _toy(n=300, k=2, seed=4)
+    grid = sampling_grid(a, c, g, ns=[5, 300], seeds=range(300), rng=3, chunk_size=1)
+    # E[rho_hat] over 300 seeds at n = 300 is close to rho for every sampler and pair
+    m = grid[grid.n == 300].groupby(["sampler", "pair"], observed=True)[["rho_hat", "rho"]].mean()
+    assert np.allclose(m["rho_hat"], m["rho"], atol=0.03)
+    # expected number of distinct inputs among 5 uniform draws from 300: 300 (1 - (299/300)^5)
+    nd = grid[(grid.sampler == "uniform") & (grid.n == 5)]["n_distinct"].mean()
+    assert nd == pytest.approx(300 * (1 - (299 / 300) ** 5), abs=0.02)
+
+
+def test_grid_results_do_not_depend_on_the_draw_block_size(monkeypatch):
+    import neuronaudit.sampling as sampling
+
+    a, c, g = _toy(n=500, k=5, seed=6)
+    kw = dict(ns=[10, 40], seeds=range(4), rng=11, chunk_size=3)
+    big = sampling_grid(a, c, g, **kw)
+    monkeypatch.setattr(sampling, "_BLOCK_DRAWS", 1)  # one pair per block
+    one = sampling_grid(a, c, g, **kw)
+    assert big.equals(one)

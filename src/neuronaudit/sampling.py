@@ -408,6 +408,158 @@ def _segment_prefix_sums(key: np.ndarray, values: np.ndarray, rows: int, n_seg: 
     return np.cumsum(out, axis=1)
 
 
+def _guide_tables(q: np.ndarray, sums_to_n: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled CDFs and guide tables (Chen-Asau, N buckets) for the rows of q (R, N).
+
+    Returns (z, guide), both flat over the R rows: z[r * N + i] = N * cdf[r, i], with the last entry
+    of each row set to +inf so that every search stops inside its row, and
+    guide[r * N + j] = r * N + #{i : z[r, i] < j}, a first candidate for any scaled uniform t in
+    [j, j + 1) (every i counted has z_i < j <= t). The draw is the first i with z[r, i] > t, i.e.
+    inverse-CDF sampling; comparing scaled values on both sides keeps table and search consistent
+    whatever the rounding. Expected comparisons per draw < 2 whatever q is.
+    ``sums_to_n``: the rows of q already sum to N (up to rounding), so z = cumsum(q) is not rescaled.
+    """
+    r, n = q.shape
+    z = np.cumsum(q, axis=1)
+    if not sums_to_n:
+        z *= n / z[:, -1:]
+    z[:, -1] = np.inf
+    bucket = z[:, :-1].astype(np.intp)  # floor(z_i) <= N; z_i < j  <=>  floor(z_i) <= j - 1
+    guide = np.empty((r, n), dtype=np.intp)
+    guide[:, 0] = 0
+    for k in range(r):
+        counts = np.bincount(bucket[k], minlength=n + 1)
+        np.cumsum(counts[: n - 1], out=guide[k, 1:])
+        if k:
+            guide[k] += k * n
+    return z.ravel(), guide.ravel()
+
+
+def _scale_below(n: int) -> float:
+    """The largest double below n: u * _scale_below(n) < n for every u in [0, 1), so floor() < n."""
+    return float(np.nextafter(float(n), 0.0))
+
+
+def _guided_inverse_cdf(
+    z: np.ndarray, guide: np.ndarray, n: int, u: np.ndarray, row_of_draw: np.ndarray, scale: float | None = None
+) -> np.ndarray:
+    """Flat indices r * N + i of inverse-CDF draws for uniforms u (flat, in [0, 1)) on rows row_of_draw.
+
+    z, guide from ``_guide_tables``; row_of_draw holds r * N for each draw (None: all on row 0); ``scale``
+    defaults to ``_scale_below(n)``. u is overwritten with the scaled uniforms t = u * N' (N' the largest
+    double below N, so floor(t) <= N - 1).
+    """
+    t = u
+    t *= _scale_below(n) if scale is None else scale
+    j = t.astype(np.intp)
+    if row_of_draw is not None:
+        j += row_of_draw
+    pos = np.take(guide, j)
+    del j
+    active = np.flatnonzero(np.take(z, pos) <= t)
+    while active.size:
+        p_act = np.take(pos, active)
+        p_act += 1
+        pos[active] = p_act
+        active = active[np.take(z, p_act) <= np.take(t, active)]
+    return pos
+
+
+def _prefix_sums(values: np.ndarray, seg_starts: np.ndarray) -> np.ndarray:
+    """values (rows, nmax) -> (rows, n_seg) sums over the first ns[b] columns."""
+    out = np.add.reduceat(values, seg_starts, axis=1)
+    return np.cumsum(out, axis=1, out=out)
+
+
+def _distinct_prefix_counts(idx: np.ndarray, ns: np.ndarray) -> np.ndarray:
+    """(rows, n_seg) number of distinct values among the first ns[b] entries of each row of idx.
+
+    idx (rows, nmax), non-negative integers in draw order. Each draw is keyed (value, segment of its
+    position), segment b = #{n in ns : n <= position}; after sorting a row's keys the draws of a value
+    are adjacent with the earliest segment first, so every later draw of the group is a repeat in its
+    own segment, and n_distinct(b) = ns[b] - #{repeats with segment <= b}. Repeats are few, so only
+    they are counted.
+    """
+    rows, nmax = idx.shape
+    n_seg = len(ns)
+    bits = max(1, int(n_seg - 1).bit_length())
+    big = (int(idx.max(initial=0)) + 1) << bits
+    dtype = np.int32 if big < 2**31 else np.int64
+    seg_of_position = np.searchsorted(ns, np.arange(nmax), side="right").astype(dtype)
+    key = idx.astype(dtype)
+    key <<= bits
+    key |= seg_of_position
+    key.sort(axis=1)
+    same = key[:, 1:] ^ key[:, :-1]
+    rep = np.flatnonzero(same < (1 << bits))  # same value as the previous key: a repeat
+    del same
+    r_rep, c_rep = np.divmod(rep, nmax - 1)
+    seg_rep = key[r_rep, c_rep + 1] & ((1 << bits) - 1)
+    repeats = np.bincount(r_rep * n_seg + seg_rep, minlength=rows * n_seg).reshape(rows, n_seg)
+    return ns[None, :] - np.cumsum(repeats, axis=1)
+
+
+def _standardise_and_rho(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise ``standardise_activations`` and ``exact_rho`` (pairs along rows) in fewer passes.
+
+    a is overwritten with a_hat (it must be a float64 array owned by the caller).
+    """
+    n = a.shape[1]
+    mean = a.mean(axis=1)
+    a -= mean[:, None]
+    std = np.sqrt(np.einsum("ij,ij->i", a, a) / n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a /= np.where(std > 0, std, np.nan)[:, None]
+    m_ac = np.einsum("ij,ij->i", a, c) / n
+    m_c = c.mean(axis=1)
+    var = np.einsum("ij,ij->i", c, c) / n - m_c**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(var > 1e-15, m_ac / np.sqrt(np.maximum(var, 1e-300)), np.nan)
+    return a, rho
+
+
+def _block_q(spec: dict, a_hat: np.ndarray, g: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
+    """N q of an IS sampler for a block of pairs (rows): ``sampler_q`` (axis=1) times N, in fewer passes.
+
+    Pairs that are not ``valid`` (undefined rho) get the uniform q so that drawing never fails on them.
+    """
+    n = a_hat.shape[1]
+    gamma = float(spec["gamma"])
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
+    if gamma == 1.0:
+        return np.ones(a_hat.shape)
+    if spec["name"] == "mg_is":
+        if np.any(g < 0):
+            raise ValueError("c_hat must be non-negative (a presence probability)")
+        u = np.abs(a_hat)
+        u *= g
+    elif float(spec["alpha"]) == 2.0:
+        u = np.square(a_hat)
+    else:
+        u = np.abs(a_hat)
+        u **= float(spec["alpha"])
+    if not valid.all():
+        u[~valid] = 1.0
+    total = u.sum(axis=1)
+    bad = np.flatnonzero(~(total > 0))
+    if bad.size:
+        what = "MG-IS" if spec["name"] == "mg_is" else "AG-IS"
+        raise ValueError(f"{what}: the unnormalised sampling weights sum to zero (or NaN) for column {bad[0]}")
+    u *= (n * (1.0 - gamma) / total)[:, None]
+    u += gamma
+    return u
+
+
+_BLOCK_DRAWS = 50_000
+
+
+def _block_pairs(n_seeds: int, nmax: int) -> int:
+    """Pairs per block of draws: about _BLOCK_DRAWS draws (one pair at the paper scale, 30 x 1,600),
+    so the working arrays stay in cache (measured: 50,000 per block was the fastest of 50k-400k)."""
+    return max(1, _BLOCK_DRAWS // max(1, n_seeds * nmax))
+
+
 def _chunk_grid(
     a_chunk: np.ndarray,
     c_chunk: np.ndarray,
@@ -419,72 +571,101 @@ def _chunk_grid(
     seed_seq: np.random.SeedSequence,
     pair_offset: int,
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """One chunk of pairs: a_chunk, c_chunk, g_chunk are (kc, N) (pairs along rows)."""
+    """One chunk of pairs: a_chunk, c_chunk, g_chunk are (kc, N) (pairs along rows).
+
+    Per sampler, one generator (from seed_seq) is consumed block by block of pairs: nmax = max(ns)
+    i.i.d. uniforms per (pair, seed) in draw order, turned into inputs (uniform: floor(N u); IS:
+    guide-table inverse CDF), one gather per moment table at the draws, sums over the first ns[b]
+    draws (reduceat + cumsum over segments), and distinct counts by sorting (input, segment) keys.
+    """
     kc, n = a_chunk.shape
-    a_hat = standardise_activations(a_chunk, axis=1)
-    c = c_chunk.astype(np.float64)
-    rho = exact_rho(a_hat, c, axis=1)
+    c = c_chunk.astype(np.float64, copy=False)
+    a_hat, rho = _standardise_and_rho(a_chunk, c)
     valid = np.isfinite(rho)
     a_hat[~valid] = 0.0  # undefined pairs are sampled uniformly and reported NaN
     binary = bool(np.all((c == 0) | (c == 1)))
     n_seg = len(ns)
-    rows = kc * n_seeds
+    nmax = int(ns[-1])
+    seg_starts = np.concatenate(([0], ns[:-1])).astype(np.intp)
+    acc = np.empty(a_hat.shape, dtype=np.complex128)  # a_hat c + i c, the uniform sampler's moments
+    np.multiply(a_hat, c, out=acc.real)
+    acc.imag = c
+    cc = None if binary else c * c
+    bp = _block_pairs(n_seeds, nmax)
+    row_off_full = None if bp == 1 else np.repeat(n * np.arange(min(bp, kc), dtype=np.intp), n_seeds * nmax)
+    scale = _scale_below(n)
     rho_hats, n_distincts = [], []
     for spec, child in zip(specs, seed_seq.spawn(len(specs)), strict=True):
-        rng = np.random.default_rng(child)
-        if spec["name"] == "uniform":
-            draws = grid_draws_uniform(kc, n, n_seeds, ns, rng)
-            w = None
-        else:
-            if spec["name"] == "mg_is" and g_chunk is None:
-                raise ValueError("MG-IS needs c_guide")
-            # invalid pairs: uniform q so that drawing never fails on them
-            a_for_q = np.where(valid[:, None], a_hat, 1.0)
-            g = None if g_chunk is None else np.where(valid[:, None], g_chunk, 1.0)
-            q = sampler_q(spec, a_for_q, g, axis=1)
-            check_q(q.T, names=np.arange(pair_offset, pair_offset + kc))
-            cdf = np.cumsum(q, axis=1)
-            cdf /= cdf[:, -1:]
-            cdf[:, -1] = 1.0
-            draws = grid_draws(cdf, n, n_seeds, ns, rng)
-            del cdf
-        flat = draws.idx.reshape(rows, -1) + n * np.repeat(np.arange(kc), n_seeds)[:, None]
-        key = _segment_keys(draws.seg.reshape(rows, -1), n_seg)
-        c_s = c.ravel()[flat]
-        ac_s = a_hat.ravel()[flat]
-        ac_s *= c_s
-        if spec["name"] != "uniform":
-            w = q.ravel()[flat]
-            np.multiply(w, n, out=w)
-            np.reciprocal(w, out=w)  # w = p / q = 1 / (N q)
-            c_s *= w
-            ac_s *= w
-            del q
-        # c_s, ac_s now hold w c and w a_hat c
-        s_ac = _segment_prefix_sums(key, ac_s, rows, n_seg)
-        s_c = _segment_prefix_sums(key, c_s, rows, n_seg)
-        if binary:
-            s_cc = s_c
-        else:
-            c_s *= c.ravel()[flat]
-            s_cc = _segment_prefix_sums(key, c_s, rows, n_seg)
-        if estimator == "unbiased":
-            denom = ns[None, :].astype(np.float64)
-        elif w is None:
-            denom = np.cumsum(np.bincount(key, minlength=rows * n_seg).reshape(rows, n_seg), axis=1).astype(float)
-        else:
-            denom = _segment_prefix_sums(key, w, rows, n_seg)
-        rh = _rho_from_moments(s_ac / denom, s_c / denom, s_cc / denom).reshape(kc, n_seeds, n_seg)
-        rh[~valid] = np.nan
-        rho_hats.append(rh)
-        n_distincts.append(draws.distinct_prefix_counts(n_seg).astype(np.int32))
-        del draws, flat, key, c_s, ac_s, w
+        if spec["name"] == "mg_is" and g_chunk is None:
+            raise ValueError("MG-IS needs c_guide")
+        gen = np.random.Generator(np.random.PCG64DXSM(child))
+        rh_all = np.empty((kc, n_seeds, n_seg))
+        nd_all = np.empty((kc, n_seeds, n_seg), dtype=np.int32)
+        for b0 in range(0, kc, bp):
+            sl = slice(b0, min(b0 + bp, kc))
+            kb = sl.stop - sl.start
+            rows = kb * n_seeds
+            row_off = None if bp == 1 else row_off_full if kb == bp else row_off_full[: rows * nmax]
+            u = gen.random(rows * nmax)
+            if spec["name"] == "uniform":
+                u *= scale  # floor(N' u) <= N - 1
+                flat = u.astype(np.intp)
+                del u
+                if row_off is not None:
+                    flat += row_off
+                w_tab = None
+                moments = acc[sl]
+                extra = [] if binary else [cc[sl]]
+            else:
+                nq = _block_q(spec, a_hat[sl], None if g_chunk is None else g_chunk[sl], valid[sl])  # N q
+                if not nq.min() > 0:  # zero or NaN somewhere: let check_q name the pair and input
+                    check_q(nq.T, names=np.arange(pair_offset + sl.start, pair_offset + sl.stop))
+                z, guide = _guide_tables(nq, sums_to_n=True)
+                flat = _guided_inverse_cdf(z, guide, n, u, row_off, scale)
+                del z, guide, u
+                # w = p / q = 1 / (N q): tables w a_hat c + i w c (, w c^2)
+                moments = np.empty(nq.shape, dtype=np.complex128)
+                np.divide(acc.real[sl], nq, out=moments.real)
+                np.divide(c[sl], nq, out=moments.imag)
+                extra = [] if binary else [cc[sl] / nq]
+                w_tab = None if estimator == "unbiased" else np.reciprocal(nq)
+                del nq
+            # one complex gather carries both w a_hat c (real) and w c (imaginary)
+            s_m = _prefix_sums(np.take(moments.ravel(), flat).reshape(rows, nmax), seg_starts)
+            s_ac, s_c = s_m.real, s_m.imag
+            s_cc = s_c if binary else _prefix_sums(np.take(extra[0].ravel(), flat).reshape(rows, nmax), seg_starts)
+            if estimator == "unbiased" or w_tab is None:
+                denom = ns[None, :].astype(np.float64)
+            else:
+                denom = _prefix_sums(np.take(w_tab.ravel(), flat).reshape(rows, nmax), seg_starts)
+            rh_all[sl] = _rho_from_moments(s_ac / denom, s_c / denom, s_cc / denom).reshape(kb, n_seeds, n_seg)
+            # flat = r * N + input: a per-row constant offset, so distinct counts are unchanged
+            nd_all[sl] = _distinct_prefix_counts(flat.reshape(rows, nmax), ns).reshape(kb, n_seeds, n_seg)
+            del flat, moments, extra, w_tab
+        rh_all[~valid] = np.nan
+        rho_hats.append(rh_all)
+        n_distincts.append(nd_all)
     return rho, rho_hats, n_distincts
 
 
-def _pair_columns(x: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """x[:, cols] as a (len(cols), N) float64 array (pairs along rows)."""
-    return np.ascontiguousarray(np.asarray(x)[:, cols].T, dtype=np.float64)
+def _pair_columns(x: np.ndarray, cols: np.ndarray, block: int = 1024) -> np.ndarray:
+    """x[:, cols] as a (len(cols), N) float64 array (pairs along rows).
+
+    The columns are read in blocks of ``block`` rows (a slice view when cols is a contiguous range),
+    each block copied contiguously and then transposed into the float64 output while it is in cache;
+    several times faster than numpy's plain transposing copy of a tall array.
+    """
+    x = np.asarray(x)
+    cols = np.asarray(cols, dtype=np.intp)
+    if cols.size > 1 and np.all(np.diff(cols) == 1):
+        sub = x[:, int(cols[0]) : int(cols[-1]) + 1]
+    else:
+        sub = x[:, cols]
+    n = sub.shape[0]
+    out = np.empty((len(cols), n), dtype=np.float64)
+    for i in range(0, n, block):
+        out[:, i : i + block] = np.ascontiguousarray(sub[i : i + block]).T
+    return out
 
 
 def sampling_grid(
@@ -570,28 +751,24 @@ def sampling_grid(
 
     rho = np.concatenate([r[0] for r in results])
     n_seg = len(ns_arr)
-    frames = []
-    for s_i, label in enumerate(labels):
-        rh = np.concatenate([r[1][s_i] for r in results])  # (P, S, B)
-        nd = np.concatenate([r[2][s_i] for r in results])
-        size = n_pairs * n_seeds * n_seg
-        frames.append(
-            pd.DataFrame(
-                {
-                    "pair": np.repeat(np.arange(n_pairs), n_seeds * n_seg),
-                    "sampler": np.full(size, label, dtype=object),
-                    "n": np.tile(ns_arr, n_pairs * n_seeds),
-                    "seed": np.tile(np.repeat(np.asarray(seeds), n_seg), n_pairs),
-                    "rho": np.repeat(rho, n_seeds * n_seg),
-                    "rho_hat": rh.ravel(),
-                    "n_distinct": nd.ravel(),
-                }
-            )
-        )
-    df = pd.concat(frames, ignore_index=True)
-    df["rce"] = relative_corr_error(df["rho_hat"].to_numpy(), df["rho"].to_numpy())
-    df["sampler"] = pd.Categorical(df["sampler"], categories=labels)
-    return df[["pair", "sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct"]]
+    n_samp = len(labels)
+    per = n_pairs * n_seeds * n_seg  # rows per sampler; sampler-major, then pair, seed, n
+    rho_hat = np.concatenate([np.concatenate([r[1][s_i] for r in results]).ravel() for s_i in range(n_samp)])
+    n_distinct = np.concatenate([np.concatenate([r[2][s_i] for r in results]).ravel() for s_i in range(n_samp)])
+    rho_rows = np.tile(np.repeat(rho, n_seeds * n_seg), n_samp)
+    df = pd.DataFrame(
+        {
+            "pair": np.tile(np.repeat(np.arange(n_pairs), n_seeds * n_seg), n_samp),
+            "sampler": pd.Categorical.from_codes(np.repeat(np.arange(n_samp, dtype=np.int8), per), categories=labels),
+            "n": np.tile(ns_arr, n_pairs * n_seeds * n_samp),
+            "seed": np.tile(np.repeat(np.asarray(seeds), n_seg), n_pairs * n_samp),
+            "rho": rho_rows,
+            "rho_hat": rho_hat,
+            "rce": relative_corr_error(rho_hat, rho_rows),
+            "n_distinct": n_distinct,
+        }
+    )
+    return df
 
 
 def sampling_grid_loop(
