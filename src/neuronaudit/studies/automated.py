@@ -1,0 +1,326 @@
+"""Automated evaluation: "simulation with correlation scoring" (SPEC sec. 2) and the downstream study
+(SPEC sec. 5, Table 5). Rules ``scoring_presence``, ``score_explanations``, ``table_automated``,
+``downstream``.
+
+Scoring (:func:`scoring_presence` once per concept model, then :func:`score_layer`), on the held-out split (``test``), for every explanation of a
+table and every scorer:
+
+* presence [c_t]_x of each concept the explanations name: a concept model's calibrated probability
+  (``load_fitted(spec, state).presence``) or, for the scorer ``label``, the ground-truth labels;
+* predicted activation s(x, E) (simple, linear, compositional, clustered; ``explanations.predicted_matrix``);
+* rho = Pearson correlation over the split between s(., E) and the neuron's activation
+  (``scoring.correlation_scores``).
+
+An explanation naming a concept the scorer cannot score (the probe knows only the dataset's labelled
+concepts; ``label`` only the labels) gets rho = NaN and the reason ``concept unknown to <scorer>: [...]``;
+constant activations or predictions get NaN with the reason from ``correlation_scores``. Never a crash.
+
+Score table (one row per neuron x method x scorer): model, layer, neuron, method, concept_model, rho,
+reason, length. Tables 1-2 (:func:`automated_tables`): mean ± SEM of rho per (model, layer, method,
+scorer) over the scored neurons, for simple methods (every explanation has l = 1) and complex ones.
+
+Downstream (:func:`downstream_study`; seed 001 B.9): per class of the dataset, the neuron whose
+explanation text (MiniLM) is closest to the class name, and its ROC-AUC as a one-vs-rest classifier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neuronaudit.explanations import Explanation, predicted_matrix
+from neuronaudit.scoring import correlation_scores
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "LABEL_SCORER",
+    "SCORE_COLUMNS",
+    "score_table",
+    "named_concepts",
+    "scoring_presence",
+    "read_scoring_presence",
+    "score_layer",
+    "automated_tables",
+    "mean_sem",
+    "downstream_text",
+    "downstream_study",
+]
+
+LABEL_SCORER = "label"
+SCORE_COLUMNS = ["model", "layer", "neuron", "method", "concept_model", "rho", "reason", "length"]
+
+
+def score_table(
+    explanations: pd.DataFrame,
+    activations: np.ndarray,
+    presence: np.ndarray,
+    concepts: Sequence[str],
+    scorer: str,
+) -> pd.DataFrame:
+    """Score every row of an explanation table against ``activations`` (N x K) with one scorer.
+
+    ``presence`` (N x T) holds [c_t]_x of the concepts ``concepts`` the scorer knows; rows naming
+    other concepts get NaN and a reason. Returns neuron, method, concept_model, rho, reason, length.
+    """
+    exps = [Explanation.from_dict(s) for s in explanations["structured"]]
+    known = set(concepts)
+    unknown = [[c for c in e.concepts() if c not in known] for e in exps]
+    ok = np.array([not u for u in unknown], dtype=bool)
+    rho = np.full(len(exps), np.nan)
+    reason = np.array([f"concept unknown to {scorer}: {u[:5]}" if u else "" for u in unknown], dtype=object)
+    neurons = explanations["neuron"].to_numpy(np.int64)
+    if ok.any():
+        pred = predicted_matrix([e for e, k in zip(exps, ok, strict=True) if k], list(concepts), presence)
+        res = correlation_scores(activations, pred, pairing=neurons[ok])
+        rho[ok] = res.rho
+        reason[ok] = res.reason
+    return pd.DataFrame({
+        "neuron": neurons,
+        "method": explanations["method"].to_numpy(),
+        "concept_model": scorer,
+        "rho": rho,
+        "reason": reason.astype(str),
+        "length": explanations["length"].to_numpy(np.int64),
+    })
+
+
+def named_concepts(tables: Sequence[pd.DataFrame]) -> list[str]:
+    """Every concept the explanations of the tables name, in order of first appearance."""
+    names: dict[str, None] = {}
+    for table in tables:
+        for s in table["structured"]:
+            names.update(dict.fromkeys(Explanation.from_dict(s).concepts()))
+    return list(names)
+
+
+def scoring_presence(
+    spec: Mapping[str, Any],
+    state_path,
+    embeddings_path,
+    manifest_path,
+    explanation_paths: Sequence,
+    out,
+    *,
+    split: str = "test",
+    device: str = "cpu",
+    meta: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The scoring_presence rule: [c_t]_x on ``split`` of every concept the explanations name that the
+    concept model can score (all for open-vocabulary models; the trained concepts for the probe).
+
+    Written as a matrix file (column ``probability``, rows = the split's images in manifest order;
+    ``neuronaudit.meta.concepts`` lists the concepts). A model that knows none of them writes one
+    all-NaN placeholder column (Parquet lists cannot be empty). The concept model is loaded once
+    for all layers and methods, which is why this is a rule of its own. Returns the concepts.
+    """
+    from neuronaudit.concepts.stage import load_fitted
+    from neuronaudit.explainers.stage import concept_model_matrix, split_rows
+    from neuronaudit.io import provenance, read_table, write_matrix
+
+    manifest = pd.read_parquet(manifest_path)
+    rows = split_rows(manifest, split)
+    named = named_concepts([read_table(p, ["structured"]) for p in explanation_paths])
+    cm = load_fitted(dict(spec), state_path, device)
+    known = named if cm.has_text_encoder else [c for c in named if c in set(getattr(cm, "concepts", []))]
+    if known:
+        prob, _ = concept_model_matrix(rows, "probability", spec=spec, state_path=state_path,
+                                       embeddings_path=embeddings_path, concepts=known, device=device)
+    else:
+        prob = np.full((len(rows), 1), np.nan, dtype=np.float32)
+    info = provenance(split=split, concepts=known, n_named=len(named), concept_model=cm.info(), **dict(meta or {}))
+    write_matrix(out, manifest["image_id"].to_numpy()[rows], {"probability": prob},
+                 columns=known or ["(none)"], meta=info)
+    log.info("%d of %d named concepts scorable by %s on %d %s images", len(known), len(named),
+             spec.get("backend"), len(rows), split)
+    return known
+
+
+def read_scoring_presence(path, image_ids) -> tuple[np.ndarray, list[str]]:
+    """A scoring_presence file back: (probability (N x T), concepts), checked against ``image_ids``."""
+    from neuronaudit.io import read_matrix
+
+    m = read_matrix(path, ["probability"])
+    if not np.array_equal(m.image_ids, np.asarray(image_ids)):
+        raise ValueError(f"{path}: rows do not match the scoring split; rerun scoring_presence")
+    concepts = list(m.meta.get("concepts", m.columns))
+    return m["probability"][:, : len(concepts)], concepts
+
+
+def score_layer(
+    explanation_paths: Mapping[str, Any],
+    outs: Mapping[str, Any],
+    *,
+    activations_path,
+    manifest_path,
+    labels_path,
+    presence_paths: Mapping[str, Any],
+    label_scoring: bool = True,
+    split: str = "test",
+    model: str = "",
+    layer: str = "",
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The score rule: every explanation file of one (model, layer) x every scorer, on ``split``.
+
+    ``explanation_paths`` / ``outs``: {method: path}; ``presence_paths``: {scorer: scoring_presence
+    file}; ``label_scoring`` adds the scorer ``label`` (ground truth) for the labelled concepts.
+    """
+    from neuronaudit.explainers.stage import label_matrix, load_activations, split_rows
+    from neuronaudit.io import provenance, read_table, write_table
+
+    manifest = pd.read_parquet(manifest_path)
+    rows = split_rows(manifest, split)
+    acts, _ = load_activations(activations_path, manifest, rows)
+    image_ids = manifest["image_id"].to_numpy()[rows]
+    tables = {m: read_table(p) for m, p in explanation_paths.items()}
+    scorers = {name: read_scoring_presence(p, image_ids) for name, p in presence_paths.items()}
+    if label_scoring:
+        labels = pd.read_parquet(labels_path)
+        labelled = set(labels["concept"].astype(str))
+        known = [c for c in named_concepts(list(tables.values())) if c in labelled]
+        pres, known = (label_matrix(labels[labels["concept"].isin(known)], image_ids) if known
+                       else (np.zeros((len(rows), 0), np.float32), []))
+        scorers = {LABEL_SCORER: (pres, known), **scorers}
+    out = {}
+    for method, table in tables.items():
+        parts = [score_table(table, acts, pres, known, name) for name, (pres, known) in scorers.items()]
+        scores = pd.concat(parts, ignore_index=True)
+        scores.insert(0, "layer", layer)
+        scores.insert(0, "model", model)
+        scores = scores[SCORE_COLUMNS]
+        info = provenance(model=model, layer=layer, method=method, split=split, n_images=int(len(rows)),
+                          scorers=list(scorers), **dict(meta or {}))
+        write_table(scores, outs[method], info)
+        for scorer, g in scores.groupby("concept_model", sort=False):
+            log.info("%s/%s %s scored by %s: mean rho %.4f over %d neurons (%d NaN)", model, layer, method, scorer,
+                     g["rho"].mean(), g["rho"].notna().sum(), g["rho"].isna().sum())
+        out[method] = scores
+    return out
+
+
+def mean_sem(x: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the mean (ddof 1) of the finite values; NaN when undefined."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    sem = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return float(x.mean()), sem
+
+
+def _fmt(mean: float, sem: float, digits: int = 4) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {sem:.{digits}f}" if np.isfinite(sem) else f"{mean:.{digits}f}"
+
+
+def automated_tables(scores: pd.DataFrame, digits: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables 1 and 2 from score rows: (simple methods, complex methods).
+
+    A method is simple on a layer when every explanation it gave has length 1 (the paper's l = 1
+    baselines: CLIP-Dissect, LE l=1, INVERT l=1, ...), complex otherwise (LE, INVERT l=3, CCE ...).
+    Columns: model, layer, method, concept_model, n_neurons, n_scored, n_nan, mean, sem,
+    mean_pm_sem ("mean ± sem"), mean_length, max_length.
+    """
+    rows = []
+    for (model, layer, method, scorer), g in scores.groupby(["model", "layer", "method", "concept_model"], sort=True):
+        mean, sem = mean_sem(g["rho"].to_numpy())
+        rows.append({
+            "model": model, "layer": layer, "method": method, "concept_model": scorer,
+            "n_neurons": int(len(g)), "n_scored": int(g["rho"].notna().sum()), "n_nan": int(g["rho"].isna().sum()),
+            "mean": mean, "sem": sem, "mean_pm_sem": _fmt(mean, sem, digits),
+            "mean_length": float(g["length"].mean()), "max_length": int(g["length"].max()),
+        })
+    cols = ["model", "layer", "method", "concept_model", "n_neurons", "n_scored", "n_nan", "mean", "sem",
+            "mean_pm_sem", "mean_length", "max_length"]
+    summary = pd.DataFrame(rows, columns=cols)
+    simple = summary["max_length"] <= 1
+    return summary[simple].reset_index(drop=True), summary[~simple].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------- downstream
+def downstream_text(structured: Mapping | str) -> str:
+    """The text of an explanation that is matched to class names (our choice; seed 001 B.9 is silent).
+
+    simple: the concept; linear: the positively weighted concepts, largest weight first, joined by
+    ", " (all concepts if none is positive); compositional: the formula; clustered: the formula of the
+    cluster with the highest activation range.
+    """
+    e = Explanation.from_dict(structured)
+    p = e.payload
+    if e.kind == "simple":
+        return p["concept"]
+    if e.kind == "linear":
+        terms = sorted(p["terms"], key=lambda t: -t[0])
+        pos = [name for w, name in terms if w > 0]
+        return ", ".join(pos or [name for _, name in terms])
+    if e.kind == "compositional":
+        return e.to_text()
+    top = max(p["clusters"], key=lambda c: c["lower"] + c["upper"])
+    return Explanation("compositional", {"formula": top["formula"]}).to_text()
+
+
+def downstream_study(
+    explanation_paths: Sequence,
+    activation_paths: Mapping[tuple[str, str], Any],
+    manifest_path,
+    labels_path,
+    *,
+    split: str = "test",
+    text_model: str = "all-MiniLM-L6-v2",
+    device: str = "cpu",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 5: per-class rows and the mean AUC per (model, layer, method).
+
+    ``explanation_paths``: explanation tables of the target models' layers (model and layer are read
+    from each file's metadata); ``activation_paths``: {(model, layer): activation file}.
+    """
+    from neuronaudit.explainers.downstream import downstream_auc
+    from neuronaudit.explainers.stage import class_indices, load_activations, split_rows
+    from neuronaudit.io import read_meta, read_table
+    from neuronaudit.text import encode_texts
+
+    manifest = pd.read_parquet(manifest_path)
+    rows = split_rows(manifest, split)
+    labels = pd.read_parquet(labels_path)
+    cls, class_names = class_indices(labels, manifest["image_id"].to_numpy()[rows])
+    class_emb = encode_texts(class_names, model=text_model, device=device)
+    tables, metas = [], []
+    for path in explanation_paths:
+        metas.append(read_meta(path))
+        tables.append(read_table(path, ["neuron", "structured"]))
+    texts = [[downstream_text(s) for s in t["structured"]] for t in tables]
+    # explanations repeat a few concepts many times: embed each distinct text once
+    unique = list(dict.fromkeys(x for tt in texts for x in tt))
+    index = {x: i for i, x in enumerate(unique)}
+    unique_emb = encode_texts(unique, model=text_model, device=device)
+    log.info("downstream: %d explanation files, %d distinct texts embedded", len(tables), len(unique))
+    acts_cache: dict[tuple[str, str], np.ndarray] = {}
+    parts = []
+    for meta, table, tt in zip(metas, tables, texts, strict=True):
+        key = (meta["model"], meta["layer"])
+        if key not in acts_cache:
+            acts_cache[key] = load_activations(activation_paths[key], manifest, rows)[0]
+        emb = unique_emb[[index[x] for x in tt]]
+        per = downstream_auc(emb, class_emb, acts_cache[key], cls, class_names,
+                             neurons=table["neuron"].to_numpy(), method=meta["method"])
+        per.insert(0, "layer", key[1])
+        per.insert(0, "model", key[0])
+        per["explanation"] = [tt[i] for i in pd.Index(table["neuron"]).get_indexer(per["neuron"])]
+        parts.append(per)
+    per_class = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["model", "layer", "method", "class", "neuron", "similarity", "auc", "explanation"])
+    summary_rows = []
+    for (model, layer, method), g in per_class.groupby(["model", "layer", "method"], sort=True):
+        mean, sem = mean_sem(g["auc"].to_numpy())
+        summary_rows.append({"model": model, "layer": layer, "method": method, "n_classes": int(len(g)),
+                             "n_distinct_neurons": int(g["neuron"].nunique()), "mean_auc": mean, "sem": sem,
+                             "mean_pm_sem": _fmt(mean, sem), "mean_similarity": float(g["similarity"].mean())})
+    summary = pd.DataFrame(summary_rows, columns=["model", "layer", "method", "n_classes", "n_distinct_neurons",
+                                                  "mean_auc", "sem", "mean_pm_sem", "mean_similarity"])
+    return per_class, summary

@@ -1,0 +1,19 @@
+from neuronaudit.logs import setup_job_log, timed
+from neuronaudit.runtime import resolve_device, set_threads
+from neuronaudit.studies.automated import scoring_presence
+
+log = setup_job_log(snakemake.log[0])
+set_threads(snakemake.threads)
+inp = snakemake.input
+with timed(log, f"presence of the explanations' concepts ({snakemake.wildcards.concept_model})"):
+    scoring_presence(
+        snakemake.params.spec,
+        inp.state,
+        inp.embeddings,
+        inp.manifest,
+        list(inp.explanations),
+        snakemake.output[0],
+        split=snakemake.params.split,
+        device=resolve_device(snakemake.params.device),
+        meta={"concept_model_name": snakemake.wildcards.concept_model, "code": snakemake.params.code},
+    )
