@@ -16,6 +16,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/activations.smk"
+include: "workflow/rules/explain.smk"
+include: "workflow/rules/studies.smk"
 
 
 rule all:

@@ -18,6 +18,7 @@ wildcard_constraints:
     layer=r"[A-Za-z0-9_-]+",
     concept_model=r"[A-Za-z0-9_-]+",
     vocabulary=r"[A-Za-z0-9_-]+",
+    backbone=r"[A-Za-z0-9_-]+",
 
 
 def code_version(*parts):
@@ -79,6 +80,33 @@ def activation_files(model):
     return [f"{RESULTS}/activations/{model}/{layer}.parquet" for layer in model_spec(model)["layers"]]
 
 
+def backbone_of(concept_model):
+    """Pooled-feature backbone a concept model shares with others (conse, probe), or None."""
+    from neuronaudit.concepts.backbones import shared_backbone
+
+    return shared_backbone(concept_model_spec(concept_model))
+
+
+def backbone_spec(key):
+    from neuronaudit.concepts.backbones import backbone_key
+
+    for cm in config["concept_models"]:
+        b = backbone_of(cm)
+        if b is not None and backbone_key(b) == key:
+            return canon(b)
+    raise ValueError(f"no configured concept model uses the backbone {key!r}")
+
+
+def embed_inputs(wildcards):
+    from neuronaudit.concepts.backbones import backbone_key
+
+    inputs = {"manifest": f"{RESULTS}/manifest.parquet"}
+    b = backbone_of(wildcards.concept_model)
+    if b is not None:
+        inputs["features"] = f"{RESULTS}/features/{backbone_key(b)}.parquet"
+    return inputs
+
+
 def concept_model_inputs(wildcards):
     return {
         "embeddings": f"{RESULTS}/embeddings/{wildcards.concept_model}.parquet",
@@ -97,4 +125,6 @@ def all_targets():
         concept_model_spec(cm)
         vocabulary_spec(vocab)
         targets.append(f"{RESULTS}/presence/{cm}/{vocab}.parquet")
+    targets += explain_targets()  # defined in explain.smk, included after this file
+    targets += study_targets()
     return targets
