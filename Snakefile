@@ -21,6 +21,6 @@ include: "workflow/rules/studies.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -103,3 +103,16 @@ def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path):
     text = proc.stdout + proc.stderr
     assert "batch_size" in text and "many" in text
     assert not (tmp_path / "results").exists()
+
+
+def test_imported_explanations_are_normalised_and_scored(tiny_run):
+    """config/tiny.yaml imports a CLIP-Dissect-style CSV for lite0/head: every row arrives, and is scored."""
+    res = tiny_run / "results" / "tiny"
+    src = pd.read_csv(REPO / "config" / "examples" / "tiny_lite0_head_clip_dissect.csv")
+    imported = pd.read_parquet(res / "explanations" / "lite0" / "head" / "imported.parquet")
+    assert len(imported) == len(src) == 1280
+    assert (imported.sort_values("neuron")["explanation"].to_numpy() == src.sort_values("unit")["description"].to_numpy()).all()
+    scores = pd.read_parquet(res / "scores" / "lite0" / "head" / "imported.parquet")
+    assert set(scores["neuron"]) == set(range(1280))
+    assert scores["rho"].notna().mean() > 0.5
+    assert not (res / "explanations" / "cnn" / "fc1" / "imported.parquet").exists()

@@ -4,14 +4,14 @@ rule train_small_cnn:
     output:
         checkpoint=f"{RESULTS}/models/{{model}}.pt",
         metrics=f"{RESULTS}/models/{{model}}.json",
-    params:
-        model=lambda wc: model_spec(wc.model),
-        code=code_version("activations/train.py", "data"),
     log:
         f"logs/{STUDY}/train_small_cnn/{{model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/train_small_cnn/{{model}}.tsv"
     threads: workflow.cores
+    params:
+        model=lambda wc: model_spec(wc.model),
+        code=code_version("activations/train.py", "data"),
     script:
         "../scripts/train_small_cnn.py"
 
@@ -28,16 +28,16 @@ for _model in config["models"]:
         output:
             acts=activation_files(_model),
             report=f"{RESULTS}/activations/{_model}/extraction_report.json",
+        log:
+            f"logs/{STUDY}/extract_activations/{_model}.log",
+        benchmark:
+            f"benchmarks/{STUDY}/extract_activations/{_model}.tsv"
+        threads: workflow.cores
         params:
             model_name=_model,
             model=model_spec(_model),
             settings=canon(config["activations"]),
             device=device(),
             code=code_version("activations", "data/images.py"),
-        log:
-            f"logs/{STUDY}/extract_activations/{_model}.log",
-        benchmark:
-            f"benchmarks/{STUDY}/extract_activations/{_model}.tsv"
-        threads: workflow.cores
         script:
             "../scripts/extract_activations.py"

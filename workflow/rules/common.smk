@@ -49,19 +49,25 @@ def canon(obj):
 
 def model_spec(model):
     if model not in config["models"]:
-        raise ValueError(f"unknown model {model!r}; configured: {sorted(config['models'])}")
+        raise ValueError(
+            f"unknown model {model!r}; configured: {sorted(config['models'])}"
+        )
     return canon(config["models"][model])
 
 
 def concept_model_spec(name):
     if name not in config["concept_models"]:
-        raise ValueError(f"unknown concept model {name!r}; configured: {sorted(config['concept_models'])}")
+        raise ValueError(
+            f"unknown concept model {name!r}; configured: {sorted(config['concept_models'])}"
+        )
     return canon(config["concept_models"][name])
 
 
 def vocabulary_spec(name):
     if name not in config["vocabularies"]:
-        raise ValueError(f"unknown vocabulary {name!r}; configured: {sorted(config['vocabularies'])}")
+        raise ValueError(
+            f"unknown vocabulary {name!r}; configured: {sorted(config['vocabularies'])}"
+        )
     return canon(config["vocabularies"][name])
 
 
@@ -77,7 +83,10 @@ def model_checkpoint(model):
 
 
 def activation_files(model):
-    return [f"{RESULTS}/activations/{model}/{layer}.parquet" for layer in model_spec(model)["layers"]]
+    return [
+        f"{RESULTS}/activations/{model}/{layer}.parquet"
+        for layer in model_spec(model)["layers"]
+    ]
 
 
 def backbone_of(concept_model):

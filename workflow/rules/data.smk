@@ -2,12 +2,12 @@ rule build_dataset:
     output:
         manifest=f"{RESULTS}/manifest.parquet",
         labels=f"{RESULTS}/labels.parquet",
-    params:
-        dataset=canon(config["dataset"]),
-        code=code_version("data"),
     log:
         f"logs/{STUDY}/build_dataset.log",
     benchmark:
         f"benchmarks/{STUDY}/build_dataset.tsv"
+    params:
+        dataset=canon(config["dataset"]),
+        code=code_version("data"),
     script:
         "../scripts/build_dataset.py"

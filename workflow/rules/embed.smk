@@ -4,16 +4,16 @@ rule image_features:
     output:
         acts=f"{RESULTS}/features/{{backbone}}.parquet",
         report=f"{RESULTS}/features/{{backbone}}.report.json",
-    params:
-        model=lambda wc: backbone_spec(wc.backbone),
-        settings=canon(config["embedding"]),
-        device=device(),
-        code=code_version("activations", "data/images.py"),
     log:
         f"logs/{STUDY}/image_features/{{backbone}}.log",
     benchmark:
         f"benchmarks/{STUDY}/image_features/{{backbone}}.tsv"
     threads: workflow.cores
+    params:
+        model=lambda wc: backbone_spec(wc.backbone),
+        settings=canon(config["embedding"]),
+        device=device(),
+        code=code_version("activations", "data/images.py"),
     script:
         "../scripts/image_features.py"
 
@@ -23,16 +23,18 @@ rule embed_images:
         unpack(embed_inputs),
     output:
         f"{RESULTS}/embeddings/{{concept_model}}.parquet",
-    params:
-        spec=lambda wc: concept_model_spec(wc.concept_model),
-        settings=canon(config["embedding"]),
-        device=device(),
-        code=code_version("concepts", "text.py", "data/images.py", "activations/models.py"),
     log:
         f"logs/{STUDY}/embed_images/{{concept_model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/embed_images/{{concept_model}}.tsv"
     threads: workflow.cores
+    params:
+        spec=lambda wc: concept_model_spec(wc.concept_model),
+        settings=canon(config["embedding"]),
+        device=device(),
+        code=code_version(
+            "concepts", "text.py", "data/images.py", "activations/models.py"
+        ),
     script:
         "../scripts/embed_images.py"
 
@@ -43,15 +45,15 @@ rule fit_concept_model:
     output:
         state=f"{RESULTS}/concept_models/{{concept_model}}.npz",
         summary=f"{RESULTS}/concept_models/{{concept_model}}.json",
-    params:
-        spec=lambda wc: concept_model_spec(wc.concept_model),
-        grid=canon(config["calibration"]),
-        code=code_version("concepts", "text.py", "data/datasets.py"),
     log:
         f"logs/{STUDY}/fit_concept_model/{{concept_model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/fit_concept_model/{{concept_model}}.tsv"
     threads: workflow.cores
+    params:
+        spec=lambda wc: concept_model_spec(wc.concept_model),
+        grid=canon(config["calibration"]),
+        code=code_version("concepts", "text.py", "data/datasets.py"),
     script:
         "../scripts/fit_concept_model.py"
 
@@ -63,14 +65,14 @@ rule presence:
         labels=f"{RESULTS}/labels.parquet",
     output:
         f"{RESULTS}/presence/{{concept_model}}/{{vocabulary}}.parquet",
-    params:
-        spec=lambda wc: concept_model_spec(wc.concept_model),
-        vocabulary=lambda wc: vocabulary_spec(wc.vocabulary),
-        code=code_version("concepts", "text.py", "data/vocabularies.py"),
     log:
         f"logs/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.log",
     benchmark:
         f"benchmarks/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.tsv"
     threads: workflow.cores
+    params:
+        spec=lambda wc: concept_model_spec(wc.concept_model),
+        vocabulary=lambda wc: vocabulary_spec(wc.vocabulary),
+        code=code_version("concepts", "text.py", "data/vocabularies.py"),
     script:
         "../scripts/presence.py"
