@@ -13,6 +13,8 @@ if not config:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/common_explain.smk"
+include: "workflow/rules/common_studies.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/activations.smk"

@@ -171,6 +171,9 @@ def test_tiny_run_explain_outputs(tiny_run):
             n_neurons = None
             for method, entry in methods.items():
                 path = res / f"explanations/{model}/{layer}/{method}.parquet"
+                if entry["method"] == "import" and not path.exists():
+                    # imports exist only for layers with a file (tests/test_pipeline.py checks which)
+                    continue
                 table = pd.read_parquet(path)
                 meta = read_meta(path)
                 paths.append(path)

@@ -8,6 +8,8 @@ rule train_small_cnn:
         f"logs/{STUDY}/train_small_cnn/{{model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/train_small_cnn/{{model}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         model=lambda wc: model_spec(wc.model),
@@ -32,6 +34,8 @@ for _model in config["models"]:
             f"logs/{STUDY}/extract_activations/{_model}.log",
         benchmark:
             f"benchmarks/{STUDY}/extract_activations/{_model}.tsv"
+        conda:
+            "../../envs/neuronaudit.yaml"
         threads: workflow.cores
         params:
             model_name=_model,

@@ -6,6 +6,8 @@ rule build_dataset:
         f"logs/{STUDY}/build_dataset.log",
     benchmark:
         f"benchmarks/{STUDY}/build_dataset.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         dataset=canon(config["dataset"]),
         code=code_version("data"),

@@ -8,6 +8,8 @@ rule image_features:
         f"logs/{STUDY}/image_features/{{backbone}}.log",
     benchmark:
         f"benchmarks/{STUDY}/image_features/{{backbone}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         model=lambda wc: backbone_spec(wc.backbone),
@@ -27,6 +29,8 @@ rule embed_images:
         f"logs/{STUDY}/embed_images/{{concept_model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/embed_images/{{concept_model}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
@@ -49,6 +53,8 @@ rule fit_concept_model:
         f"logs/{STUDY}/fit_concept_model/{{concept_model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/fit_concept_model/{{concept_model}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
@@ -69,6 +75,8 @@ rule presence:
         f"logs/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.log",
     benchmark:
         f"benchmarks/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),

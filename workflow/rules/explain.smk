@@ -1,205 +1,7 @@
 # Explanations of every configured (model, layer) on the probing split, their automated scores on the
 # held-out split, and the tables built from them (docs/explain_stage.md).
-from pathlib import Path
 
 
-wildcard_constraints:
-    method=r"[A-Za-z0-9_-]+",
-
-
-EXPLAIN = config["explain"]
-SCORING = EXPLAIN["scoring"]
-DOWNSTREAM = config["downstream"]
-EXPLAIN_CODE = code_version(
-    "explainers", "explanations.py", "concepts", "text.py", "data/vocabularies.py"
-)
-SCORE_CODE = code_version(
-    "studies/automated.py",
-    "explainers/stage.py",
-    "explanations.py",
-    "scoring.py",
-    "concepts",
-)
-
-
-def explain_method_spec(method):
-    if method not in EXPLAIN["methods"]:
-        raise ValueError(
-            f"unknown explanation method {method!r}; configured: {sorted(EXPLAIN['methods'])}"
-        )
-    return canon(EXPLAIN["methods"][method])
-
-
-def _check_explain_config():
-    from neuronaudit.explainers.stage import check_method
-
-    for name, entry in EXPLAIN["methods"].items():
-        check_method(name, entry, config["concept_models"], config["vocabularies"])
-    for cm in SCORING["concept_models"] or []:
-        concept_model_spec(cm)
-    if SCORING["concept_models"] == [] and not SCORING["labels"]:
-        raise ValueError(
-            "explain.scoring: no scorer; give concept_models or set labels: true"
-        )
-    for model in DOWNSTREAM["models"]:
-        model_spec(model)
-    for method in DOWNSTREAM["methods"] or []:
-        explain_method_spec(method)
-
-
-_check_explain_config()
-
-
-def import_file(method, model, layer):
-    return EXPLAIN["methods"][method]["path"].format(model=model, layer=layer)
-
-
-def explain_methods(model, layer):
-    """Methods explaining (model, layer): every generator, and the imports whose file exists."""
-    out = []
-    for name, entry in EXPLAIN["methods"].items():
-        if (
-            entry["method"] != "import"
-            or Path(import_file(name, model, layer)).is_file()
-        ):
-            out.append(name)
-    return out
-
-
-def explanation_files(models=None, methods=None, stage="explanations"):
-    """Every (model, layer, method) file of ``stage`` (explanations or scores)."""
-    files = []
-    for model in models if models is not None else config["models"]:
-        for layer in model_spec(model)["layers"]:
-            for method in explain_methods(model, layer):
-                if methods is None or method in methods:
-                    files.append(f"{RESULTS}/{stage}/{model}/{layer}/{method}.parquet")
-    return files
-
-
-def score_files():
-    return explanation_files(stage="scores")
-
-
-def scoring_concept_models():
-    names = SCORING["concept_models"]
-    return list(config["concept_models"]) if names is None else list(names)
-
-
-def presence_file(cm, vocabulary):
-    """The pipeline's presence file of (cm, vocabulary) when it is a target, else None."""
-    if [cm, vocabulary] in [list(p) for p in config.get("presence", [])]:
-        return f"{RESULTS}/presence/{cm}/{vocabulary}.parquet"
-    return None
-
-
-GENERATED = [m for m, e in EXPLAIN["methods"].items() if e["method"] != "import"]
-IMPORTED = [m for m, e in EXPLAIN["methods"].items() if e["method"] == "import"]
-
-
-def _concept_model_sources(methods):
-    """(concept model, vocabulary) pairs the methods read their presence from."""
-    pairs = []
-    for m in methods:
-        entry = EXPLAIN["methods"][m]
-        if entry["method"] != "import" and entry["presence"] != "label":
-            pairs.append((entry["presence"], entry["vocabulary"]))
-    return list(dict.fromkeys(pairs))
-
-
-def concept_matrix_file(cm, vocab):
-    """Where the explain jobs read (cm, vocab) from: the presence file, else this stage's split matrix."""
-    return presence_file(cm, vocab) or f"{RESULTS}/similarity/{cm}/{vocab}.parquet"
-
-
-def similarity_settings(wildcards):
-    """Values and the largest max_concepts the methods reading (cm, vocab) need."""
-    values, limits = set(), []
-    for m in GENERATED:
-        e = EXPLAIN["methods"][m]
-        if (
-            e["presence"] == wildcards.concept_model
-            and e["vocabulary"] == wildcards.vocabulary
-        ):
-            values.add("score" if e["method"] == "clip_dissect" else "probability")
-            limits.append(e["max_concepts"])
-    if not values:
-        raise ValueError(
-            f"no explanation method reads {wildcards.concept_model}/{wildcards.vocabulary}"
-        )
-    return {
-        "values": sorted(values),
-        "max_concepts": None if None in limits else max(limits),
-    }
-
-
-def explain_inputs(wildcards):
-    """The layer's activations, and per concept-model source its presence (or split similarity) file."""
-    inputs = {
-        "manifest": f"{RESULTS}/manifest.parquet",
-        "labels": f"{RESULTS}/labels.parquet",
-        "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
-    }
-    for cm, vocab in _concept_model_sources(GENERATED):
-        inputs[f"presence_{cm}_{vocab}"] = concept_matrix_file(cm, vocab)
-    return inputs
-
-
-def explain_params(wildcards):
-    sources = _concept_model_sources(GENERATED)
-    return {
-        "methods": {m: canon(EXPLAIN["methods"][m]) for m in GENERATED},
-        "module": model_spec(wildcards.model)["layers"][wildcards.layer],
-        "presence": {f"{cm}/{v}": concept_matrix_file(cm, v) for cm, v in sources},
-    }
-
-
-def score_inputs(wildcards):
-    methods = [wildcards.method] if hasattr(wildcards, "method") else GENERATED
-    inputs = {
-        "manifest": f"{RESULTS}/manifest.parquet",
-        "labels": f"{RESULTS}/labels.parquet",
-        "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
-        "explanations": [
-            f"{RESULTS}/explanations/{wildcards.model}/{wildcards.layer}/{m}.parquet"
-            for m in methods
-        ],
-    }
-    for cm in scoring_concept_models():
-        inputs[f"presence_{cm}"] = f"{RESULTS}/scores/presence/{cm}.parquet"
-    return inputs
-
-
-def downstream_explanations():
-    return explanation_files(DOWNSTREAM["models"], DOWNSTREAM["methods"])
-
-
-def downstream_activations():
-    return {
-        f"{model}/{layer}": f"{RESULTS}/activations/{model}/{layer}.parquet"
-        for model in DOWNSTREAM["models"]
-        for layer in model_spec(model)["layers"]
-    }
-
-
-def explain_targets():
-    """Every output of this stage (called by all_targets() in rule all)."""
-    targets = explanation_files() + score_files()
-    targets += [
-        f"{RESULTS}/tables/table1_automated.csv",
-        f"{RESULTS}/tables/table2_complex.csv",
-        f"{RESULTS}/tables/runtime.csv",
-    ]
-    if DOWNSTREAM["models"]:
-        targets += [
-            f"{RESULTS}/tables/table5_downstream.csv",
-            f"{RESULTS}/tables/table5_downstream_classes.csv",
-        ]
-    return targets
-
-
-# A concept model's scores of a vocabulary on the probing split, for the (concept model, vocabulary)
-# pairs that have no presence file: the text side is encoded once, not once per layer.
 rule explain_similarity:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
@@ -212,6 +14,8 @@ rule explain_similarity:
         f"logs/{STUDY}/explain_similarity/{{concept_model}}/{{vocabulary}}.log",
     benchmark:
         f"benchmarks/{STUDY}/explain_similarity/{{concept_model}}/{{vocabulary}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
@@ -235,6 +39,8 @@ rule explain:
         f"logs/{STUDY}/explain/{{model}}/{{layer}}.log",
     benchmark:
         f"benchmarks/{STUDY}/explain/{{model}}/{{layer}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         explain=explain_params,
@@ -259,6 +65,8 @@ rule import_explanations:
         f"benchmarks/{STUDY}/import_explanations/{{model}}/{{layer}}/{{method}}.tsv"
     wildcard_constraints:
         method="|".join(IMPORTED) or "(?!)",
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         entry=lambda wc: explain_method_spec(wc.method),
         module=lambda wc: model_spec(wc.model)["layers"][wc.layer],
@@ -282,6 +90,8 @@ rule scoring_presence:
         f"logs/{STUDY}/scoring_presence/{{concept_model}}.log",
     benchmark:
         f"benchmarks/{STUDY}/scoring_presence/{{concept_model}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
@@ -301,6 +111,8 @@ rule score_explanations:
         f"logs/{STUDY}/score_explanations/{{model}}/{{layer}}.log",
     benchmark:
         f"benchmarks/{STUDY}/score_explanations/{{model}}/{{layer}}.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         methods=GENERATED,
         labels=SCORING["labels"],
@@ -321,6 +133,8 @@ rule score_imported:
         f"benchmarks/{STUDY}/score_imported/{{model}}/{{layer}}/{{method}}.tsv"
     wildcard_constraints:
         method="|".join(IMPORTED) or "(?!)",
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         methods=lambda wc: [wc.method],
         labels=SCORING["labels"],
@@ -340,6 +154,8 @@ rule table_automated:
         f"logs/{STUDY}/table_automated.log",
     benchmark:
         f"benchmarks/{STUDY}/table_automated.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         code=SCORE_CODE,
     script:
@@ -355,6 +171,8 @@ rule table_runtime:
         f"logs/{STUDY}/table_runtime.log",
     benchmark:
         f"benchmarks/{STUDY}/table_runtime.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         code=EXPLAIN_CODE,
     script:
@@ -374,6 +192,8 @@ rule downstream:
         f"logs/{STUDY}/downstream.log",
     benchmark:
         f"benchmarks/{STUDY}/downstream.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
         activations=downstream_activations(),
         split=DOWNSTREAM["split"],

@@ -1,0 +1,200 @@
+# Helpers and input functions of explain.smk; no rules.
+from pathlib import Path
+
+
+wildcard_constraints:
+    method=r"[A-Za-z0-9_-]+",
+
+
+EXPLAIN = config["explain"]
+SCORING = EXPLAIN["scoring"]
+DOWNSTREAM = config["downstream"]
+EXPLAIN_CODE = code_version(
+    "explainers", "explanations.py", "concepts", "text.py", "data/vocabularies.py"
+)
+SCORE_CODE = code_version(
+    "studies/automated.py",
+    "explainers/stage.py",
+    "explanations.py",
+    "scoring.py",
+    "concepts",
+)
+
+
+def explain_method_spec(method):
+    if method not in EXPLAIN["methods"]:
+        raise ValueError(
+            f"unknown explanation method {method!r}; configured: {sorted(EXPLAIN['methods'])}"
+        )
+    return canon(EXPLAIN["methods"][method])
+
+
+def _check_explain_config():
+    from neuronaudit.explainers.stage import check_method
+
+    for name, entry in EXPLAIN["methods"].items():
+        check_method(name, entry, config["concept_models"], config["vocabularies"])
+    for cm in SCORING["concept_models"] or []:
+        concept_model_spec(cm)
+    if SCORING["concept_models"] == [] and not SCORING["labels"]:
+        raise ValueError(
+            "explain.scoring: no scorer; give concept_models or set labels: true"
+        )
+    for model in DOWNSTREAM["models"]:
+        model_spec(model)
+    for method in DOWNSTREAM["methods"] or []:
+        explain_method_spec(method)
+
+
+_check_explain_config()
+
+
+def import_file(method, model, layer):
+    return EXPLAIN["methods"][method]["path"].format(model=model, layer=layer)
+
+
+def explain_methods(model, layer):
+    """Methods explaining (model, layer): every generator, and the imports whose file exists."""
+    out = []
+    for name, entry in EXPLAIN["methods"].items():
+        if (
+            entry["method"] != "import"
+            or Path(import_file(name, model, layer)).is_file()
+        ):
+            out.append(name)
+    return out
+
+
+def explanation_files(models=None, methods=None, stage="explanations"):
+    """Every (model, layer, method) file of ``stage`` (explanations or scores)."""
+    files = []
+    for model in models if models is not None else config["models"]:
+        for layer in model_spec(model)["layers"]:
+            for method in explain_methods(model, layer):
+                if methods is None or method in methods:
+                    files.append(f"{RESULTS}/{stage}/{model}/{layer}/{method}.parquet")
+    return files
+
+
+def score_files():
+    return explanation_files(stage="scores")
+
+
+def scoring_concept_models():
+    names = SCORING["concept_models"]
+    return list(config["concept_models"]) if names is None else list(names)
+
+
+def presence_file(cm, vocabulary):
+    """The pipeline's presence file of (cm, vocabulary) when it is a target, else None."""
+    if [cm, vocabulary] in [list(p) for p in config.get("presence", [])]:
+        return f"{RESULTS}/presence/{cm}/{vocabulary}.parquet"
+    return None
+
+
+GENERATED = [m for m, e in EXPLAIN["methods"].items() if e["method"] != "import"]
+IMPORTED = [m for m, e in EXPLAIN["methods"].items() if e["method"] == "import"]
+
+
+def _concept_model_sources(methods):
+    """(concept model, vocabulary) pairs the methods read their presence from."""
+    pairs = []
+    for m in methods:
+        entry = EXPLAIN["methods"][m]
+        if entry["method"] != "import" and entry["presence"] != "label":
+            pairs.append((entry["presence"], entry["vocabulary"]))
+    return list(dict.fromkeys(pairs))
+
+
+def concept_matrix_file(cm, vocab):
+    """Where the explain jobs read (cm, vocab) from: the presence file, else this stage's split matrix."""
+    return presence_file(cm, vocab) or f"{RESULTS}/similarity/{cm}/{vocab}.parquet"
+
+
+def similarity_settings(wildcards):
+    """Values and the largest max_concepts the methods reading (cm, vocab) need."""
+    values, limits = set(), []
+    for m in GENERATED:
+        e = EXPLAIN["methods"][m]
+        if (
+            e["presence"] == wildcards.concept_model
+            and e["vocabulary"] == wildcards.vocabulary
+        ):
+            values.add("score" if e["method"] == "clip_dissect" else "probability")
+            limits.append(e["max_concepts"])
+    if not values:
+        raise ValueError(
+            f"no explanation method reads {wildcards.concept_model}/{wildcards.vocabulary}"
+        )
+    return {
+        "values": sorted(values),
+        "max_concepts": None if None in limits else max(limits),
+    }
+
+
+def explain_inputs(wildcards):
+    """The layer's activations, and per concept-model source its presence (or split similarity) file."""
+    inputs = {
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "labels": f"{RESULTS}/labels.parquet",
+        "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
+    }
+    for cm, vocab in _concept_model_sources(GENERATED):
+        inputs[f"presence_{cm}_{vocab}"] = concept_matrix_file(cm, vocab)
+    return inputs
+
+
+def explain_params(wildcards):
+    sources = _concept_model_sources(GENERATED)
+    return {
+        "methods": {m: canon(EXPLAIN["methods"][m]) for m in GENERATED},
+        "module": model_spec(wildcards.model)["layers"][wildcards.layer],
+        "presence": {f"{cm}/{v}": concept_matrix_file(cm, v) for cm, v in sources},
+    }
+
+
+def score_inputs(wildcards):
+    methods = [wildcards.method] if hasattr(wildcards, "method") else GENERATED
+    inputs = {
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "labels": f"{RESULTS}/labels.parquet",
+        "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
+        "explanations": [
+            f"{RESULTS}/explanations/{wildcards.model}/{wildcards.layer}/{m}.parquet"
+            for m in methods
+        ],
+    }
+    for cm in scoring_concept_models():
+        inputs[f"presence_{cm}"] = f"{RESULTS}/scores/presence/{cm}.parquet"
+    return inputs
+
+
+def downstream_explanations():
+    return explanation_files(DOWNSTREAM["models"], DOWNSTREAM["methods"])
+
+
+def downstream_activations():
+    return {
+        f"{model}/{layer}": f"{RESULTS}/activations/{model}/{layer}.parquet"
+        for model in DOWNSTREAM["models"]
+        for layer in model_spec(model)["layers"]
+    }
+
+
+def explain_targets():
+    """Every output of this stage (called by all_targets() in rule all)."""
+    targets = explanation_files() + score_files()
+    targets += [
+        f"{RESULTS}/tables/table1_automated.csv",
+        f"{RESULTS}/tables/table2_complex.csv",
+        f"{RESULTS}/tables/runtime.csv",
+    ]
+    if DOWNSTREAM["models"]:
+        targets += [
+            f"{RESULTS}/tables/table5_downstream.csv",
+            f"{RESULTS}/tables/table5_downstream_classes.csv",
+        ]
+    return targets
+
+# A concept model's scores of a vocabulary on the probing split, for the (concept model, vocabulary)
+# pairs that have no presence file: the text side is encoded once, not once per layer.
