@@ -43,3 +43,27 @@ def test_pool_with_spammers_and_missing():
     assert list(long.columns) == ["image_id", "concept", "rater_id", "rating"] and len(long) == 1500
     counts = long_to_counts(long)
     assert (counts["yes"].to_numpy() == yes).all() and (counts["total"] == 3).all()
+
+
+def test_ratings_for_unknown_images_or_concepts_are_errors_naming_them():
+    import pandas as pd
+    import pytest
+
+    from neuronaudit.raters import long_to_counts
+
+    df = pd.DataFrame({"image_id": ["a", "b", "zz"], "concept": ["dog", "dog", "dog"],
+                       "rater_id": ["r1", "r1", "r2"], "rating": [1, 0, 1]})
+    with pytest.raises(ValueError, match=r"unknown images \['zz'\]"):
+        long_to_counts(df, image_ids=["a", "b"], concepts=["dog"], source="batch1.csv")
+    with pytest.raises(ValueError, match=r"unknown concepts \['dog'\]"):
+        long_to_counts(df, image_ids=["a", "b", "zz"], concepts=["cat"])
+    with pytest.raises(ValueError, match="missing column"):
+        long_to_counts(df.drop(columns="rater_id"))
+    conflict = pd.concat([df, df.iloc[[0]].assign(rating=0)], ignore_index=True)
+    with pytest.raises(ValueError, match=r"rows \[0, 3\]"):
+        long_to_counts(conflict)
+    # a verbatim re-import of the same ratings counts once: ingestion is idempotent
+    once = long_to_counts(df, image_ids=["a", "b", "zz"], concepts=["dog"])
+    twice = long_to_counts(pd.concat([df, df], ignore_index=True), image_ids=["a", "b", "zz"], concepts=["dog"])
+    pd.testing.assert_frame_equal(once, twice)
+    assert once.set_index("image_id").loc["a", "yes"] == 1 and once["total"].sum() == 3

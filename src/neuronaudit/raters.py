@@ -147,8 +147,53 @@ def ratings_to_long(
     )
 
 
-def long_to_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """(image_id, concept) -> yes, total from the long form."""
+RATING_COLUMNS = ("image_id", "concept", "rater_id", "rating")
+
+
+def check_ratings(
+    df: pd.DataFrame,
+    image_ids=None,
+    concepts=None,
+    source: str = "ratings",
+) -> None:
+    """Validate long-form ratings before aggregation; every problem names the rows or keys at fault.
+
+    Raises ValueError for missing columns, ratings other than 0/1, ratings of images not in
+    ``image_ids`` (e.g. the manifest) or of concepts not in ``concepts`` (the explanations' concepts),
+    and for one rater rating the same (image, concept) twice with different answers. Nothing is
+    dropped silently: the caller fixes the input or the reference sets.
+    """
+    missing = [c for c in RATING_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {missing}; expected {list(RATING_COLUMNS)}")
+    bad = ~df["rating"].isin([0, 1])
+    if bad.any():
+        rows = list(df.index[bad.to_numpy()][:5])
+        raise ValueError(f"{source}: rating must be 0 or 1; rows {rows} have {list(df.loc[bad, 'rating'].iloc[:5])}")
+    for column, known, what in ((("image_id", image_ids, "images")), ("concept", concepts, "concepts")):
+        if known is None:
+            continue
+        unknown = pd.Index(df[column].astype(str).unique()).difference(pd.Index([str(k) for k in known]))
+        if len(unknown):
+            rows = list(df.index[df[column].astype(str).isin(unknown).to_numpy()][:5])
+            raise ValueError(
+                f"{source}: {len(unknown)} unknown {what} {sorted(unknown)[:10]} (rows {rows}...); "
+                f"they are not in the study's {what}: check the {column} column or the study"
+            )
+    key = ["image_id", "concept", "rater_id"]
+    conflict = df.groupby(key, sort=False)["rating"].transform("nunique") > 1
+    if conflict.any():
+        rows = list(df.index[conflict.to_numpy()][:5])
+        raise ValueError(f"{source}: the same rater gave different ratings to the same image and concept (rows {rows})")
+
+
+def long_to_counts(df: pd.DataFrame, image_ids=None, concepts=None, source: str = "ratings") -> pd.DataFrame:
+    """(image_id, concept) -> yes, total from the long form (validated by :func:`check_ratings`).
+
+    A rating repeated verbatim by the same rater (a re-imported file) counts once, so ingestion is
+    idempotent."""
+    check_ratings(df, image_ids, concepts, source)
+    df = df.drop_duplicates(["image_id", "concept", "rater_id"])
     bad = ~df["rating"].isin([0, 1])
     if bad.any():
         raise ValueError(f"rating must be 0/1; row {df.index[bad.to_numpy()][0]} has {df.loc[bad, 'rating'].iloc[0]!r}")
