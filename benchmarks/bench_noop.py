@@ -33,7 +33,7 @@ def main() -> None:
         work, extra, label = REPO, [], "default study"
     else:
         work = Path(tempfile.mkdtemp())
-        for item in ("Snakefile", "workflow", "config", "src"):
+        for item in ("Snakefile", "workflow", "config", "src", "envs", "requirements.txt"):
             src = REPO / item
             (shutil.copytree if src.is_dir() else shutil.copy)(src, work / item)
         env["PYTHONPATH"] = str(work / "src")

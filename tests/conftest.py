@@ -51,7 +51,7 @@ def planned_rules(workdir: Path) -> dict[str, int]:
 def tiny_run(tmp_path_factory) -> Path:
     """The whole workflow run once on config/tiny.yaml in a temporary copy (shared by e2e tests)."""
     work = tmp_path_factory.mktemp("tiny")
-    for item in ("Snakefile", "workflow", "config", "src", "profiles"):
+    for item in ("Snakefile", "workflow", "config", "src", "profiles", "envs", "requirements.txt"):
         src = REPO / item
         if src.is_dir():
             shutil.copytree(src, work / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
