@@ -23,6 +23,7 @@ from neuronaudit.concepts.base import ConceptModel, get_concept_model, write_emb
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.data.images import ImageSource
 from neuronaudit.io import read_matrix
+from neuronaudit.scoring import auc_scores
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,6 @@ def embed(spec: dict[str, Any], manifest_path: str, out: str, batch_size: int = 
     return failed
 
 
-def _auc_per_concept(prob: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    ranks = rankdata(prob, axis=0)
-    pos = y.sum(0)
-    neg = len(y) - pos
-    with np.errstate(invalid="ignore", divide="ignore"):  # a concept absent from the split has no AUC
-        return ((ranks * y).sum(0) - pos * (pos + 1) / 2) / (pos * neg)
-
-
 def fit(
     spec: dict[str, Any],
     embeddings_path: str,
@@ -139,7 +130,7 @@ def fit(
         summary["calibration"] = {"a": a, "b": b}
     if held.any():
         prob, _ = model.presence(x[held], concepts)
-        auc = _auc_per_concept(prob, y[held].astype(np.float64))
+        auc = auc_scores(prob, y[held], pairwise=False)
         summary["heldout_auc"] = {c: (None if not np.isfinite(v) else round(float(v), 4)) for c, v in zip(concepts, auc, strict=True)}
         summary["heldout_auc_mean"] = float(np.nanmean(auc))
         log.info("held-out AUC over %d concepts: mean %.3f", len(concepts), summary["heldout_auc_mean"])
