@@ -20,6 +20,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/studies.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -136,4 +136,8 @@ def all_targets():
         targets.append(f"{RESULTS}/presence/{cm}/{vocab}.parquet")
     targets += explain_targets()  # defined in explain.smk, included after this file
     targets += study_targets()
+    targets += [
+        f"{RESULTS}/figures/{name}.png"
+        for name in ("setting1_rce", "table4_auc_bins", "setting2_cost", "table1_automated", "table2_complex")
+    ]
     return targets
