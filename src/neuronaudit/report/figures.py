@@ -109,7 +109,7 @@ def error_vs_cost(table: pd.DataFrame) -> plt.Figure:
                             label=f"{label}, {r} rater{'s' if r > 1 else ''}")
         model_only = sub[sub["aggregation"] == "model_only"]
         if not model_only.empty:
-            ax.axhline(model_only["rce"].mean(), color="black", ls=":", lw=1, label=r"concept model only (\$0)")
+            ax.axhline(model_only["rce"].mean(), color="black", ls=":", lw=1, label=r"concept model only (\$0; mean over n)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         _style(ax, r"cost per (neuron, explanation), \$", "relative correlation error",
