@@ -238,3 +238,29 @@ def test_similarity_rule_matches_presence_file(tiny_run):
     got, got_names = concept_model_matrix(rows, "score", presence_path=out, image_ids=ids)
     assert got_names == names
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_skipped_images_and_nan_presence_are_left_out_not_fatal(tmp_path):
+    """An image the extraction skipped (no activation row) and an image with a NaN embedding (NaN
+    presence) are left out of the scores instead of failing the stage or turning every rho NaN."""
+    from neuronaudit.explainers.stage import load_activations
+    from neuronaudit.io import write_matrix
+    from neuronaudit.studies.automated import score_table
+
+    rng = np.random.default_rng(0)
+    manifest = pd.DataFrame({"image_id": [f"i{k}" for k in range(50)], "split": "test"})
+    acts = rng.normal(size=(50, 3)).astype(np.float32)
+    keep = np.ones(50, bool)
+    keep[7] = False  # undecodable: the extraction wrote no row for it
+    write_matrix(tmp_path / "a.parquet", manifest["image_id"][keep], {"activation": acts[keep]})
+    loaded, names = load_activations(tmp_path / "a.parquet", manifest, np.arange(50))
+    assert np.isnan(loaded[7]).all() and np.allclose(loaded[keep], acts[keep]) and names == ["0", "1", "2"]
+    presence = (acts[:, [0]] > 0).astype(np.float32)
+    presence[11] = np.nan  # NaN embedding for that image
+    table = pd.DataFrame({"neuron": [0], "method": ["m"], "length": [1],
+                          "structured": [json.dumps({"kind": "simple", "concept": "c"})]})
+    scores = score_table(table, loaded, presence, ["c"], "probe")
+    ok = keep.copy()
+    ok[11] = False
+    expected = np.corrcoef(acts[ok, 0], presence[ok, 0])[0, 1]
+    assert np.isclose(scores["rho"].iloc[0], expected)

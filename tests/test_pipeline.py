@@ -45,6 +45,14 @@ def test_every_output_reads_back(tiny_run):
         assert list(p.image_ids) == ids
         prob = p["probability"]
         assert prob.shape[1] == len(p.columns) and ((prob >= 0) & (prob <= 1)).all()
+    # calibrations are fitted against classes and superclasses only (SPEC sec. 2), probes on every concept
+    import json
+
+    kinds = labels.drop_duplicates("concept").set_index("concept")["kind"].astype(str)
+    conse = json.loads((res / "concept_models" / "conse.json").read_text())
+    assert {kinds[c] for c in conse["concepts"]} == {"class", "superclass"}
+    probe = json.loads((res / "concept_models" / "probe.json").read_text())
+    assert "attribute" in {kinds[c] for c in probe["concepts"]}
     # a log per job
     assert (tiny_run / "logs" / "tiny" / "build_dataset.log").stat().st_size > 0
 

@@ -814,19 +814,26 @@ def sampling_grid_loop(
     return pd.DataFrame(rows, columns=["pair", "sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct"])
 
 
-def summarise_rce(df: pd.DataFrame, floor: float = 0.05, by: Sequence[str] = ("sampler", "n")) -> pd.DataFrame:
+def summarise_rce(
+    df: pd.DataFrame, floor: float = 0.05, by: Sequence[str] = ("sampler", "n"), extra: Sequence[str] = ()
+) -> pd.DataFrame:
     """Mean RCE (and SEM over pairs, after averaging seeds) per group, excluding |rho| < floor.
 
-    Returns columns (*by, rce, sem, n_pairs, n_excluded, mean_n_distinct); ``n_excluded`` counts the
-    pairs dropped because |rho| < floor or rho is undefined (SPEC sec. 3).
+    Returns columns (*by, rce, sem, n_pairs, n_excluded, mean_n_distinct, mean_<extra>...);
+    ``n_excluded`` counts the pairs dropped because |rho| < floor or rho is undefined (SPEC sec. 3);
+    a group whose pairs are all excluded is kept with n_pairs = 0. Missing values in ``by`` columns
+    (e.g. a beta that only some aggregations have) form their own group.
     """
     by = list(by)
     keep = df["rho"].abs() >= floor
-    excluded = df.loc[~keep].groupby(by, observed=True)["pair"].nunique().rename("n_excluded")
+    excluded = df.loc[~keep].groupby(by, observed=True, dropna=False)["pair"].nunique().rename("n_excluded")
     kept = df.loc[keep]
-    per_pair = kept.groupby([*by, "pair"], observed=True).agg(rce=("rce", "mean"), nd=("n_distinct", "mean"))
-    out = per_pair.groupby(by, observed=True).agg(
-        rce=("rce", "mean"), sem=("rce", "sem"), n_pairs=("rce", "size"), mean_n_distinct=("nd", "mean")
+    per_pair = kept.groupby([*by, "pair"], observed=True, dropna=False).agg(
+        rce=("rce", "mean"), nd=("n_distinct", "mean"), **{e: (e, "mean") for e in extra}
+    )
+    out = per_pair.groupby(by, observed=True, dropna=False).agg(
+        rce=("rce", "mean"), sem=("rce", "sem"), n_pairs=("rce", "size"), mean_n_distinct=("nd", "mean"),
+        **{f"mean_{e}": (e, "mean") for e in extra},
     )
     out = out.join(excluded, how="outer").fillna({"n_excluded": 0, "n_pairs": 0})
     out["n_excluded"] = out["n_excluded"].astype(int)
@@ -834,4 +841,4 @@ def summarise_rce(df: pd.DataFrame, floor: float = 0.05, by: Sequence[str] = ("s
     out = out.reset_index()
     out.attrs["floor"] = floor
     out.attrs["n_excluded_pairs"] = int(df.loc[~keep, "pair"].nunique())
-    return out[[*by, "rce", "sem", "n_pairs", "n_excluded", "mean_n_distinct"]]
+    return out[[*by, "rce", "sem", "n_pairs", "n_excluded", "mean_n_distinct", *(f"mean_{e}" for e in extra)]]

@@ -10,14 +10,22 @@ EXPLAIN = config["explain"]
 SCORING = EXPLAIN["scoring"]
 DOWNSTREAM = config["downstream"]
 EXPLAIN_CODE = code_version(
-    "explainers", "explanations.py", "concepts", "text.py", "data/vocabularies.py"
-)
-SCORE_CODE = code_version(
-    "studies/automated.py",
-    "explainers/stage.py",
+    "explainers",
     "explanations.py",
     "scoring.py",
     "concepts",
+    "text.py",
+    "data/vocabularies.py",
+    "data/datasets.py",
+)
+SCORE_CODE = code_version(
+    "studies/automated.py",
+    "explainers",
+    "explanations.py",
+    "scoring.py",
+    "concepts",
+    "text.py",
+    "data/datasets.py",
 )
 
 

@@ -113,7 +113,13 @@ rule setting2:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        settings=config["setting2"],
+        settings=canon(
+            {
+                k: v
+                for k, v in config["setting2"].items()
+                if k not in ("guides", "pairs_per_layer")
+            }
+        ),
         probing={
             k: config["sampling"][k] for k in ("split", "vocabulary", "min_positives")
         },

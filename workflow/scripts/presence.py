@@ -1,19 +1,15 @@
 import pandas as pd
 
 from neuronaudit.concepts.stage import presence
-from neuronaudit.data.vocabularies import load_vocabulary
+from neuronaudit.data.vocabularies import vocabulary_concepts
 from neuronaudit.io import provenance
 from neuronaudit.logs import setup_job_log, timed
 from neuronaudit.runtime import set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)
-vocab = dict(snakemake.params.vocabulary)
-vocab["kind"] = vocab.pop("source")
-labels = pd.read_parquet(snakemake.input.labels, columns=["concept", "kind"]).drop_duplicates()
-if vocab.get("kinds"):
-    labels = labels[labels["kind"].isin(vocab["kinds"])]
-concepts = load_vocabulary(vocab, dataset_concepts=list(labels["concept"].astype(str)))
+labels = pd.read_parquet(snakemake.input.labels, columns=["concept", "kind"])
+concepts = vocabulary_concepts(snakemake.params.vocabulary, labels)
 with timed(log, f"presence of {len(concepts)} concepts ({snakemake.wildcards.vocabulary})"):
     presence(
         snakemake.params.spec,

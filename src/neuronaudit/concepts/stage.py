@@ -97,6 +97,11 @@ def fit(
     emb = read_matrix(embeddings_path, ["embedding"])
     if list(emb.image_ids) != list(manifest["image_id"]):
         raise ValueError(f"{embeddings_path} rows do not match {manifest_path}; rerun the embed_images rule")
+    # SPEC sec. 2 fits (a, b) against class one-hot labels plus superclasses (not pixel attributes);
+    # the probe learns every labelled concept
+    kinds = None if spec["backend"] == "probe" else {"class", "superclass"}
+    if kinds is not None:
+        labels = labels[labels["kind"].isin(kinds)]
     y, concepts = labels_matrix(labels, manifest["image_id"])
     x = emb["embedding"]
     ok = np.isfinite(x).all(1)
@@ -111,8 +116,8 @@ def fit(
             raise ValueError("the probe concept model needs a 'train' split: set dataset.splits.train")
         idx = np.flatnonzero(train)
         max_train = (spec.get("probe") or {}).get("max_train")
-        if max_train:
-            idx = idx[: int(max_train)]
+        if max_train and max_train < len(idx):  # a seeded random subset: manifest order groups classes
+            idx = np.sort(np.random.default_rng(0).choice(idx, int(max_train), replace=False))
         model.fit(x[idx], y[idx].astype(np.float64), concepts)
         model.save(state_out)
         summary["n_train"] = int(len(idx))

@@ -168,3 +168,14 @@ def load_vocabulary(spec: str | dict[str, Any], dataset_concepts: Sequence[str] 
             raise ValueError("vocabulary 'file' needs a 'path' key")
         return read_concept_file(spec["path"])
     raise ValueError(f"vocabulary spec: unknown kind {spec['kind']!r}; use one of {list(KINDS)}")
+
+
+def vocabulary_concepts(spec: dict[str, Any], labels) -> list[str]:
+    """The concept list of a config ``vocabularies`` entry (``source`` + options) given the study's
+    labels table (for ``source: dataset``, optionally restricted to ``kinds``)."""
+    vocab = dict(spec)
+    vocab["kind"] = vocab.pop("source")
+    lab = labels[["concept", "kind"]].drop_duplicates()
+    if vocab.get("kinds"):
+        lab = lab[lab["kind"].isin(vocab["kinds"])]
+    return load_vocabulary(vocab, dataset_concepts=list(lab["concept"].astype(str)))

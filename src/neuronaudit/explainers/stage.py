@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from neuronaudit.data.vocabularies import vocabulary_concepts
 from neuronaudit.explainers.runtime import RuntimeLog
 from neuronaudit.io import read_matrix, read_meta
 
@@ -125,11 +126,19 @@ def split_rows(manifest: pd.DataFrame, split: str) -> np.ndarray:
 
 
 def load_activations(path, manifest: pd.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Activations (len(rows) x K, float32) of the given manifest rows, and the neuron names."""
+    """Activations (len(rows) x K, float32) of the given manifest rows, and the neuron names.
+
+    Rows are matched by image_id: images the extraction skipped (undecodable, listed in its
+    extraction_report.json) come back as NaN rows, which the callers drop and count."""
     m = read_matrix(path, ["activation"])
-    if len(m.image_ids) != len(manifest) or not np.array_equal(m.image_ids, manifest["image_id"].to_numpy()):
-        raise ValueError(f"{path}: rows do not match the manifest; rerun the activation extraction")
-    acts = m["activation"][rows]
+    wanted = manifest["image_id"].to_numpy()[rows]
+    pos = pd.Index(m.image_ids).get_indexer(wanted)
+    extra = pd.Index(m.image_ids).difference(manifest["image_id"])
+    if len(extra):
+        raise ValueError(f"{path}: {len(extra)} image(s) not in the manifest, e.g. {list(extra[:3])}; "
+                         "rerun the activation extraction")
+    acts = np.full((len(wanted), m["activation"].shape[1]), np.nan, dtype=np.float32)
+    acts[pos >= 0] = m["activation"][pos[pos >= 0]]
     names = m.columns or [str(k) for k in range(acts.shape[1])]
     return acts, list(names)
 
@@ -157,18 +166,6 @@ def class_indices(labels: pd.DataFrame, image_ids) -> tuple[np.ndarray, list[str
     return y.argmax(axis=1), classes
 
 
-def vocabulary_concepts(spec: Mapping[str, Any], labels: pd.DataFrame) -> list[str]:
-    """The concept list of a config ``vocabularies`` entry (as the presence rule builds it)."""
-    from neuronaudit.data.vocabularies import load_vocabulary
-
-    vocab = dict(spec)
-    vocab["kind"] = vocab.pop("source")
-    lab = labels[["concept", "kind"]].drop_duplicates()
-    if vocab.get("kinds"):
-        lab = lab[lab["kind"].isin(vocab["kinds"])]
-    return load_vocabulary(vocab, dataset_concepts=list(lab["concept"].astype(str)))
-
-
 def concept_model_matrix(
     rows: np.ndarray,
     value: str,
@@ -182,6 +179,7 @@ def concept_model_matrix(
     image_ids=None,
     chunk: int = 2048,
     device: str = "cpu",
+    model=None,
 ) -> tuple[np.ndarray, list[str]]:
     """A concept model's ``probability`` or raw ``score`` (len(rows) x C, float32) on manifest ``rows``.
 
@@ -189,6 +187,7 @@ def concept_model_matrix(
     or by ``image_ids`` when given, for files over a subset of images), else computed from the
     stored image embeddings: the text side is encoded once, the images in chunks of ``chunk`` rows.
     ``max_concepts`` keeps the first n concepts (wordfreq vocabularies are ordered by frequency).
+    ``model``: an already loaded concept model (skips loading it again).
     """
     if value not in ("probability", "score"):
         raise ValueError(f"value must be 'probability' or 'score', got {value!r}")
@@ -208,8 +207,11 @@ def concept_model_matrix(
     if spec is None or state_path is None or embeddings_path is None or concepts is None:
         raise ValueError("without a presence file, give spec, state_path, embeddings_path and concepts")
     concepts = list(concepts)[: int(max_concepts)] if max_concepts else list(concepts)
-    model = load_fitted(dict(spec), state_path, device)
-    emb = read_matrix(embeddings_path, ["embedding"])["embedding"][rows]
+    model = model or load_fitted(dict(spec), state_path, device)
+    emb_file = read_matrix(embeddings_path, ["embedding"])
+    if image_ids is not None and not np.array_equal(emb_file.image_ids[rows], np.asarray(image_ids)):
+        raise ValueError(f"{embeddings_path}: rows do not match the requested images; rerun embed_images")
+    emb = emb_file["embedding"][rows]
     txt = l2_normalise(model.encode_text(concepts)) if model.has_text_encoder else None
     out = np.empty((len(rows), len(concepts)), dtype=np.float32)
     for s in range(0, len(rows), chunk):

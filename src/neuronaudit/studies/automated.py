@@ -68,6 +68,11 @@ def score_table(
     other concepts get NaN and a reason. Returns neuron, method, concept_model, rho, reason, length.
     """
     exps = [Explanation.from_dict(s) for s in explanations["structured"]]
+    # images without an activation row (undecodable) or without a presence row (NaN embedding) are
+    # left out of this scorer's correlations, and counted in the log by the caller
+    finite = np.isfinite(activations).all(1) & np.isfinite(presence).all(1)
+    if not finite.all():
+        activations, presence = activations[finite], presence[finite]
     known = set(concepts)
     unknown = [[c for c in e.concepts() if c not in known] for e in exps]
     ok = np.array([not u for u in unknown], dtype=bool)
@@ -129,7 +134,8 @@ def scoring_presence(
     known = named if cm.has_text_encoder else [c for c in named if c in set(getattr(cm, "concepts", []))]
     if known:
         prob, _ = concept_model_matrix(rows, "probability", spec=spec, state_path=state_path,
-                                       embeddings_path=embeddings_path, concepts=known, device=device)
+                                       embeddings_path=embeddings_path, concepts=known, device=device,
+                                       image_ids=manifest["image_id"].to_numpy()[rows], model=cm)
     else:
         prob = np.full((len(rows), 1), np.nan, dtype=np.float32)
     info = provenance(split=split, concepts=known, n_named=len(named), concept_model=cm.info(), **dict(meta or {}))
@@ -186,6 +192,11 @@ def score_layer(
         pres, known = (label_matrix(labels[labels["concept"].isin(known)], image_ids) if known
                        else (np.zeros((len(rows), 0), np.float32), []))
         scorers = {LABEL_SCORER: (pres, known), **scorers}
+    for name, (pres, _) in scorers.items():
+        dropped = int((~(np.isfinite(acts).all(1) & np.isfinite(pres).all(1))).sum())
+        if dropped:
+            log.warning("%s/%s: %d of %d %s images have no activation or %s presence; left out",
+                        model, layer, dropped, len(rows), split, name)
     out = {}
     for method, table in tables.items():
         parts = [score_table(table, acts, pres, known, name) for name, (pres, known) in scorers.items()]
@@ -307,7 +318,9 @@ def downstream_study(
         if key not in acts_cache:
             acts_cache[key] = load_activations(activation_paths[key], manifest, rows)[0]
         emb = unique_emb[[index[x] for x in tt]]
-        per = downstream_auc(emb, class_emb, acts_cache[key], cls, class_names,
+        acts = acts_cache[key]
+        ok = np.isfinite(acts).all(1)  # images the extraction skipped are left out
+        per = downstream_auc(emb, class_emb, acts[ok], cls[ok], class_names,
                              neurons=table["neuron"].to_numpy(), method=meta["method"])
         per.insert(0, "layer", key[1])
         per.insert(0, "model", key[0])

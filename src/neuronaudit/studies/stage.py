@@ -25,6 +25,7 @@ import pandas as pd
 
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.io import read_matrix, read_table, write_table
+from neuronaudit.sampling import summarise_rce
 from neuronaudit.studies.setting1 import (
     AUC_BINS,
     alpha_sweep,
@@ -390,27 +391,8 @@ def _text(out: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
 
 
 def _summarise(df: pd.DataFrame, by: Sequence[str], floor: float, extra: Sequence[str] = ()) -> pd.DataFrame:
-    """RCE mean ± SEM per group: seeds averaged per pair, then pairs (SEM over pairs); plus the mean of
-    ``extra`` columns (e.g. cost); counts of kept and excluded pairs."""
-    by = list(by)
-    keep = df["rho"].abs() >= floor
-    kept = df[keep]
-    per_pair = kept.groupby([*by, "pair"], observed=True, dropna=False).agg(
-        rce=("rce", "mean"), n_distinct=("n_distinct", "mean"), **{e: (e, "mean") for e in extra}
-    )
-    g = per_pair.groupby(by, observed=True, dropna=False)
-    out = g.agg(
-        rce=("rce", "mean"),
-        sem=("rce", "sem"),
-        n_pairs=("rce", "size"),
-        mean_n_distinct=("n_distinct", "mean"),
-        **{f"mean_{e}": (e, "mean") for e in extra},
-    )
-    excluded = df[~keep].groupby(by, observed=True, dropna=False)["pair"].nunique().rename("n_excluded")
-    out = out.join(excluded, how="left").fillna({"n_excluded": 0})
-    out["n_excluded"] = out["n_excluded"].astype(int)
-    cols = [*by, "rce", "sem", "n_pairs", "n_excluded", "mean_n_distinct", *(f"mean_{e}" for e in extra)]
-    return _text(out.reset_index()[cols])
+    """RCE mean ± SEM per group (:func:`neuronaudit.sampling.summarise_rce`), with its text column."""
+    return _text(summarise_rce(df, floor, by, extra))
 
 
 def _nearest(values: Sequence[int], target: int) -> int:
