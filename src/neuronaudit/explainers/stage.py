@@ -250,16 +250,9 @@ def split_concept_matrix(
     from neuronaudit.concepts.stage import load_fitted
 
     model = load_fitted(dict(spec), state_path, device)
-    emb = read_matrix(embeddings_path, ["embedding"])
-    if not np.array_equal(emb.image_ids, manifest["image_id"].to_numpy()):
-        raise ValueError(f"{embeddings_path}: rows do not match the manifest; rerun embed_images")
-    x = emb["embedding"][rows]
-    if model.has_text_encoder:
-        from neuronaudit.concepts.base import l2_normalise
-
-        raw = model.similarity(x, l2_normalise(model.encode_text(concepts)))
-    else:
-        raw = model.scores(x, concepts)
+    ids = manifest["image_id"].to_numpy()[rows]
+    raw, _ = concept_model_matrix(rows, "score", spec=spec, state_path=state_path, embeddings_path=embeddings_path,
+                                  concepts=concepts, image_ids=ids, device=device, model=model)
     arrays = {"score": raw} if "score" in values else {}
     if "probability" in values:
         arrays["probability"] = model.probability(raw).astype(np.float32)
