@@ -41,6 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from neuronaudit.scoring import standardise
+
 __all__ = [
     "DEFAULT_NS",
     "DEFAULT_SAMPLERS",
@@ -80,11 +82,7 @@ def standardise_activations(acts: np.ndarray, axis: int = 0) -> np.ndarray:
 
     Constant columns give NaN (their correlation is undefined).
     """
-    a = np.asarray(acts, dtype=np.float64)
-    mean = a.mean(axis=axis, keepdims=True)
-    std = a.std(axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a - mean) / np.where(std > 0, std, np.nan)
+    return standardise(acts, axis=axis)[0]
 
 
 def _normalise_rows(x: np.ndarray, what: str, axis: int) -> np.ndarray:

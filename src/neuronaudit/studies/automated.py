@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from neuronaudit.aggregation import standard_error
 from neuronaudit.explanations import Explanation, predicted_matrix
 from neuronaudit.scoring import correlation_scores
 
@@ -220,8 +221,7 @@ def mean_sem(x: np.ndarray) -> tuple[float, float]:
     x = x[np.isfinite(x)]
     if x.size == 0:
         return float("nan"), float("nan")
-    sem = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
-    return float(x.mean()), sem
+    return float(x.mean()), float(standard_error(x)) if x.size > 1 else float("nan")
 
 
 def _fmt(mean: float, sem: float, digits: int = 4) -> str:
