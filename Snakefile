@@ -6,8 +6,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The default study unless --configfile names another (which then replaces it rather than merging into it).
-if not config:
+# The default study unless --configfile names another study's file, which then replaces it rather
+# than merging into it. `--config key=value` overrides either one.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 

@@ -47,16 +47,28 @@ def planned_rules(workdir: Path) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M) if m.group(1) != "total"}
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """The whole workflow run once on config/tiny.yaml in a temporary copy (shared by e2e tests)."""
-    work = tmp_path_factory.mktemp("tiny")
+def copy_workflow(work: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, config, library...) in ``work``, as a user's checkout."""
+    work.mkdir(parents=True, exist_ok=True)
     for item in ("Snakefile", "workflow", "config", "src", "profiles", "envs", "requirements.txt"):
         src = REPO / item
         if src.is_dir():
             shutil.copytree(src, work / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy(src, work / item)
+    return work
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake *args`` in ``workdir`` exactly as a user types it (no --configfile added)."""
+    env = {**os.environ, "PYTHONPATH": str(workdir / "src"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole workflow run once on config/tiny.yaml in a temporary copy (shared by e2e tests)."""
+    work = copy_workflow(tmp_path_factory.mktemp("tiny"))
     run_snakemake(work)
     return work
 

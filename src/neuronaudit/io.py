@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +57,60 @@ def _schema_metadata(columns: list[str] | None, meta: dict[str, Any] | None) -> 
 
 
 def _atomic_target(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The final path and a fresh temporary name beside it (same folder, so the rename is atomic).
+
+    The temporary name is unique per writer (``mkstemp``), so two runs that write the same output at
+    once (two Snakemake processes on one results folder) each write their own file and the last rename
+    wins: a reader only ever sees a complete file, never a half-written or interleaved one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path, path.with_name(f".{path.name}.partial")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Atomically publish ``tmp`` as ``path`` (permissions as a normally created file)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Write any output atomically: ``with atomic_path(out) as tmp: fig.savefig(tmp)``.
+
+    The body writes ``tmp`` (a unique name beside ``path``, keeping its suffix so libraries that
+    infer the format from it still work); on success it replaces ``path`` in one rename, on error it
+    is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _replace(tmp, path)
+
+
+def write_json(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """``json.dump`` to ``path`` atomically (indent 2 unless given)."""
+    kwargs.setdefault("indent", 2)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, default=str, **kwargs) + "\n")
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs: Any) -> None:
+    """``DataFrame.to_csv`` to ``path`` atomically (no index unless asked)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **kwargs)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
@@ -65,12 +119,19 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, meta: dict[str, Any] 
     table = pa.Table.from_pandas(df, preserve_index=False)
     md = dict(table.schema.metadata or {})
     md.update(_schema_metadata(None, meta))
-    pq.write_table(table.replace_schema_metadata(md), tmp)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table.replace_schema_metadata(md), tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _replace(tmp, path)
 
 
 def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
-    return pq.read_table(path, columns=columns).to_pandas()
+    """Read a long table through one open file handle (a concurrent rename of ``path`` cannot mix
+    two versions of the file, as separate opens for the footer and the pages could)."""
+    with open(path, "rb") as fh:
+        return pq.ParquetFile(fh).read(columns=columns).to_pandas()
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -131,7 +192,7 @@ class MatrixWriter:
     def close(self) -> None:
         self._flush()
         self._writer.close()
-        os.replace(self._tmp, self.path)
+        _replace(self._tmp, self.path)
 
     def abort(self) -> None:
         self._writer.close()
@@ -181,14 +242,16 @@ def _list_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
 
 def read_matrix(path: str | os.PathLike, names: list[str] | None = None) -> Matrix:
     """Read a matrix file; ``names`` selects which matrix columns to load (default: all)."""
-    schema = pq.read_schema(path)
-    matrix_cols = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
-    if names is None:
-        names = matrix_cols
-    missing = [n for n in names if n not in matrix_cols]
-    if missing:
-        raise KeyError(f"{path}: no matrix column(s) {missing}; it has {matrix_cols}")
-    table = pq.read_table(path, columns=["image_id", *names])
+    with open(path, "rb") as fh:  # one handle: schema and data come from the same file version
+        pf = pq.ParquetFile(fh)
+        schema = pf.schema_arrow
+        matrix_cols = [f.name for f in schema if pa.types.is_fixed_size_list(f.type)]
+        if names is None:
+            names = matrix_cols
+        missing = [n for n in names if n not in matrix_cols]
+        if missing:
+            raise KeyError(f"{path}: no matrix column(s) {missing}; it has {matrix_cols}")
+        table = pf.read(columns=["image_id", *names])
     md = schema.metadata or {}
     columns = json.loads(md[COLUMNS_KEY]) if COLUMNS_KEY in md else None
     meta = json.loads(md.get(META_KEY, b"{}"))

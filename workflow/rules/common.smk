@@ -3,9 +3,23 @@ import hashlib
 import json
 from pathlib import Path
 
-from snakemake.utils import validate
+from snakemake.exceptions import WorkflowError
 
-validate(config, "../schemas/config.schema.yaml")
+from neuronaudit.activations.catalog import check_names
+from neuronaudit.config import ConfigError, validate_config
+
+try:
+    validate_config(
+        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    )
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+try:  # a typo in an architecture fails here, not a minute into the run (cached once it passes)
+    check_names(
+        config["models"], config["concept_models"], cache_dir=".snakemake/neuronaudit"
+    )
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
 
 STUDY = config["study"]
 RESULTS = f"results/{STUDY}"
@@ -138,6 +152,12 @@ def all_targets():
     targets += study_targets()
     targets += [
         f"{RESULTS}/figures/{name}.png"
-        for name in ("setting1_rce", "table4_auc_bins", "setting2_cost", "table1_automated", "table2_complex")
+        for name in (
+            "setting1_rce",
+            "table4_auc_bins",
+            "setting2_cost",
+            "table1_automated",
+            "table2_complex",
+        )
     ]
     return targets

@@ -1,3 +1,4 @@
+from neuronaudit.io import write_csv
 from neuronaudit.logs import setup_job_log, timed
 from neuronaudit.studies.automated import downstream_study
 
@@ -12,6 +13,6 @@ with timed(log, "downstream evaluation (Table 5)"):
         split=snakemake.params.split,
         text_model=snakemake.params.text_model,
     )
-summary.to_csv(snakemake.output.summary, index=False)
-per_class.to_csv(snakemake.output.classes, index=False)
+write_csv(summary, snakemake.output.summary)
+write_csv(per_class, snakemake.output.classes)
 log.info("table 5 (mean AUC per method):\n%s", summary.to_string(index=False))

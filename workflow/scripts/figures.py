@@ -1,5 +1,6 @@
 import pandas as pd
 
+from neuronaudit.io import atomic_path
 from neuronaudit.logs import setup_job_log
 from neuronaudit.report import figures
 
@@ -13,5 +14,6 @@ drawings = {
 }
 for key, draw in drawings.items():
     fig = draw(pd.read_csv(snakemake.input[key]))
-    fig.savefig(snakemake.output[key], dpi=130, bbox_inches="tight")
+    with atomic_path(snakemake.output[key]) as tmp:
+        fig.savefig(tmp, dpi=130, bbox_inches="tight")
     log.info("wrote %s", snakemake.output[key])

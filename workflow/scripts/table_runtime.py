@@ -1,7 +1,8 @@
 from neuronaudit.explainers.stage import runtime_table
+from neuronaudit.io import write_csv
 from neuronaudit.logs import setup_job_log
 
 log = setup_job_log(snakemake.log[0])
 table = runtime_table(list(snakemake.input))
-table.to_csv(snakemake.output[0], index=False)
+write_csv(table, snakemake.output[0])
 log.info("runtime per method and layer:\n%s", table.to_string(index=False))
