@@ -1,0 +1,3 @@
+from neuronaudit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""The ``neuronaudit`` command: run the pipeline and check a config without remembering Snakemake flags.
+
+    neuronaudit run                      # the offline default study (snakemake --profile profiles/default)
+    neuronaudit run -n                   # what would run, and why
+    neuronaudit run --configfile config/paper.yaml --config study=p1 --cores 8
+    neuronaudit config config/tiny.yaml --config 'sampling={seeds: 3}'   # validate, print with defaults
+
+Anything ``run`` does not know is passed to Snakemake as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def find_workflow(start: str | os.PathLike | None = None) -> Path:
+    """The folder holding the Snakefile: ``start`` or one of its parents, else this package's checkout."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Snakefile").is_file() and (folder / "workflow").is_dir():
+            return folder
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "Snakefile").is_file():
+        return checkout
+    raise SystemExit(
+        "neuronaudit: no Snakefile found here or above, and the package is not installed from a checkout; "
+        "cd into the neuronaudit checkout or pass --directory"
+    )
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"neuronaudit: --config expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value) if value else None
+    return out
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    work = find_workflow(args.directory)
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/default", "--cores", str(args.cores)]
+    if args.configfile:
+        cmd += ["--configfile", *args.configfile]
+    if args.dry_run:
+        cmd.append("-n")
+    cmd += extra
+    if args.config:  # last: --config takes every following word
+        cmd += ["--config", *args.config]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    print("+", " ".join(cmd), f"(in {work})", file=sys.stderr)
+    return subprocess.call(cmd, cwd=work, env=env)
+
+
+def cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
+    from neuronaudit.config import ConfigError, load_config
+
+    if extra:
+        raise SystemExit(f"neuronaudit config: unexpected arguments {extra}")
+    work = find_workflow(args.directory)
+    files = args.files or [str(work / "config" / "config.yaml")]
+    try:
+        cfg = load_config(*files, overrides=_parse_overrides(args.config or []))
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    yaml.safe_dump(cfg, sys.stdout, sort_keys=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuronaudit",
+        description="Generate and evaluate explanations of neurons in vision models (a Snakemake pipeline).",
+        epilog="Every config key is documented in config/README.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a study through Snakemake (default: the offline default study)")
+    run.add_argument("--cores", default="2", help="CPU cores for Snakemake (default 2)")
+    run.add_argument("--configfile", nargs="+", help="study config file(s); replaces config/config.yaml")
+    run.add_argument("--config", nargs="+", metavar="KEY=VALUE", help="override single keys")
+    run.add_argument("-n", "--dry-run", action="store_true", help="show what would run, run nothing")
+    run.add_argument("--directory", help="the neuronaudit checkout (default: found from here)")
+    run.set_defaults(func=cmd_run)
+    conf = sub.add_parser("config", help="validate a study config and print it with every default filled in")
+    conf.add_argument("files", nargs="*", help="config file(s) (default: config/config.yaml)")
+    conf.add_argument("--config", nargs="+", metavar="KEY=VALUE", help="override single keys")
+    conf.add_argument("--directory", help="the neuronaudit checkout (default: found from here)")
+    conf.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    return args.func(args, extra)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
