@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup run test test-fast bench lint clean
+.PHONY: setup run test test-fast bench mutate lint clean
 
 setup: $(VENV)/.installed
 
@@ -37,8 +37,11 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+mutate: setup
+	$(PY) tools/mutate.py $(MODULES)
+
 lint: setup
-	$(VENV)/bin/ruff check src tests workflow/scripts benchmarks
+	$(VENV)/bin/ruff check src tests workflow/scripts benchmarks tools
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 	$(VENV)/bin/snakemake --lint --cores 1
 

@@ -16,14 +16,16 @@ predicted activation s(x, E) (SPEC sec. 2; seed 001 eqs. 22-27):
     compositional   AND = a*b, OR = 1-(1-a)(1-b), NOT = 1-a, recursively  (eqs. 24-26)
     clustered       s = sum_j ((l_j + u_j) / 2) s(F_j)                   (eq. 27)
 
-Formulas use the keywords AND, OR, NOT (uppercase), parentheses, and precedence NOT > AND > OR;
-AND and OR associate to the left. A concept name is a run of other words ("ground beetle",
-"sea_lion", "t-shirt"), or a double-quoted string (backslash escapes ``\\"`` and ``\\\\``) for
-names that contain keywords, parentheses, quotes or irregular spacing.
+Formulas use the operators AND, OR, NOT (in any case: ``dark and not bright`` is ``dark AND NOT
+bright``), parentheses, and precedence NOT > AND > OR; AND and OR associate to the left. A concept
+name is a run of other words ("ground beetle", "sea_lion", "t-shirt"), or a double-quoted string
+(backslash escapes ``\\"`` and ``\\\\``) for names that contain an operator word, parentheses, quotes
+or irregular spacing: ``"salt and pepper" OR "black or white"`` (``formula_to_text`` adds the quotes).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,7 +129,8 @@ def _tokenize(text: str) -> list[_Token]:
             while i < n and not text[i].isspace() and text[i] not in '()"':
                 i += 1
             word = text[start:i]
-            tokens.append(_Token(word if word in KEYWORDS else "WORD", word, start))
+            upper = word.upper()
+            tokens.append(_Token(upper if upper in KEYWORDS else "WORD", word, start))
     return tokens
 
 
@@ -206,6 +209,13 @@ def parse_formula(text: str) -> Node:
     """
     if not isinstance(text, str):
         raise TypeError(f"formula must be a string, got {type(text).__name__}")
+    return _parse_cached(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_cached(text: str) -> Node:
+    # trees are immutable (frozen dataclasses), so a formula parsed again (validation, to_text, concepts)
+    # can share the tree
     return _Parser(text).parse()
 
 
@@ -214,7 +224,7 @@ def _needs_quotes(name: str) -> bool:
         return True
     if any(ch in name for ch in '()"\\'):
         return True
-    return any(w in KEYWORDS for w in name.split())
+    return any(w.upper() in KEYWORDS for w in name.split())
 
 
 def _name_to_text(name: str) -> str:

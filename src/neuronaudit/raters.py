@@ -11,11 +11,14 @@ the rater saw the concept. All simulations take a numpy Generator (or a seed) an
 
 Ratings are (inputs x raters) int8 arrays of 0/1, with -1 where a rater did not rate an input;
 ``ratings_to_long`` gives the long form (image_id, concept, rater_id, rating) and
-``rating_counts`` the (yes, total) counts used by the aggregators.
+``rating_counts`` the (yes, total) counts used by the aggregators. Real ratings: ``read_ratings``
+(CSV, text cells, index = file line) -> ``check_ratings`` / ``long_to_counts`` (errors name the file,
+lines and column).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,7 +33,13 @@ __all__ = [
     "rating_counts",
     "ratings_to_long",
     "long_to_counts",
+    "check_ratings",
+    "normalise_ratings",
+    "read_ratings",
+    "RATING_WORDS",
 ]
+
+log = logging.getLogger(__name__)
 
 BETA_ERROR_PRIOR = (0.75, 2.5)  # seed 001 B.4
 MISSING = -1
@@ -148,54 +157,133 @@ def ratings_to_long(
 
 
 RATING_COLUMNS = ("image_id", "concept", "rater_id", "rating")
+# spellings of a rating accepted in files (compared after strip().lower())
+RATING_WORDS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0, "y": 1, "n": 0, "true": 1, "false": 0}
+
+
+def _at(df: pd.DataFrame, mask) -> list:
+    """The first few rows of ``mask``: file line numbers when ``df`` came from :func:`read_ratings`."""
+    return [int(x) if isinstance(x, int | np.integer) else x for x in df.index[np.asarray(mask, dtype=bool)][:5]]
+
+
+def _fail(df: pd.DataFrame, source: str, mask, column: str, what: str):
+    """An ImportFormatError naming the source, the first offending line (for file frames), the column and
+    ``what``, followed by the count and the first few offending rows/lines."""
+    from neuronaudit.explainers.importers import ImportFormatError
+
+    mask = np.asarray(mask, dtype=bool)
+    at = _at(df, mask)
+    from_file = df.index.name == "line"
+    word = "lines" if from_file else "rows"
+    return ImportFormatError(source, f"{what} "
+                             f"({int(mask.sum())} of {len(df)} {word}; first: {word} {at})",
+                             line=at[0] if from_file and at else None, column=column)
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    return (values.isna() | (values.astype(str).str.strip() == "")).to_numpy()
+
+
+def normalise_ratings(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(ratings as int8 0/1, mask of values that are not a rating) from numbers, booleans or words.
+
+    Accepted: 0/1 (ints, floats 0.0/1.0, booleans) and, case-insensitively, "1"/"0", "yes"/"no",
+    "y"/"n", "true"/"false"."""
+    values = pd.Series(values)
+    if pd.api.types.is_bool_dtype(values):
+        return values.to_numpy().astype(np.int8), np.zeros(len(values), dtype=bool)
+    if pd.api.types.is_numeric_dtype(values):
+        x = values.to_numpy(dtype=np.float64)
+        bad = ~((x == 0) | (x == 1))
+        return np.where(bad, 0, x).astype(np.int8), bad
+    words = values.map(lambda v: RATING_WORDS.get(str(v).strip().lower(), -1) if not isinstance(v, bool)
+                       else int(v))
+    words = words.where(~values.isna(), -1).to_numpy(dtype=np.int64)
+    bad = words < 0
+    return np.where(bad, 0, words).astype(np.int8), bad
+
+
+def read_ratings(path) -> pd.DataFrame:
+    """Long-form ratings from a CSV ``image_id,concept,rater_id,rating`` (extra columns ignored).
+
+    Cells are read as text (no type guessing); ratings are parsed by :func:`check_ratings`. The index
+    is the 1-based line number in the file (index name ``line``), so later errors name lines. A file
+    that is not UTF-8, has malformed quoting or rows of the wrong width raises ``ImportFormatError``
+    naming the file, line and column; an empty file one naming the file.
+    """
+    from neuronaudit.explainers.importers import CsvTable
+
+    t = CsvTable(path, RATING_COLUMNS, text_columns=["concept"])
+    cols = {c: [row[t.index[c]].strip() for row in t.rows] for c in t.index}
+    df = pd.DataFrame(cols, index=pd.Index(t.lines, name="line"), dtype=object)
+    df.attrs["source"] = str(path)
+    if not len(df):
+        log.warning("%s: the file has a header but no ratings", path)
+    return df
 
 
 def check_ratings(
     df: pd.DataFrame,
     image_ids=None,
     concepts=None,
-    source: str = "ratings",
-) -> None:
-    """Validate long-form ratings before aggregation; every problem names the rows or keys at fault.
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Validate long-form ratings before aggregation; return them with ``rating`` as int8 0/1.
 
-    Raises ValueError for missing columns, ratings other than 0/1, ratings of images not in
-    ``image_ids`` (e.g. the manifest) or of concepts not in ``concepts`` (the explanations' concepts),
-    and for one rater rating the same (image, concept) twice with different answers. Nothing is
-    dropped silently: the caller fixes the input or the reference sets.
+    Raises ValueError naming the source (file), the rows (file lines for :func:`read_ratings` frames),
+    the column and what to do, for: missing columns; an empty image_id, concept or rater_id (a blank
+    rater id would let two different answers collapse into one, so it is refused rather than guessed);
+    ratings other than 0/1, yes/no, y/n, true/false (any case); ratings of images not in ``image_ids``
+    (e.g. the manifest) or of concepts not in ``concepts``; one rater rating the same (image, concept)
+    twice with different answers. Nothing is dropped silently: the caller fixes the input or the
+    reference sets.
     """
+    source = source or df.attrs.get("source") or "ratings"
     missing = [c for c in RATING_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}; expected {list(RATING_COLUMNS)}")
-    bad = ~df["rating"].isin([0, 1])
+        raise ValueError(f"{source}: missing column(s) {missing}; found {list(df.columns)}; expected "
+                         f"{list(RATING_COLUMNS)}")
+    for column in ("image_id", "concept", "rater_id"):
+        blank = _blank(df[column])
+        if blank.any():
+            advice = ("give every rating its rater's id (any label that is the same for all ratings of one "
+                      "rater and differs between raters); a blank id could hide two different answers"
+                      if column == "rater_id" else f"give every rating its {column}")
+            raise _fail(df, source, blank, column, f"is empty; {advice}")
+    rating, bad = normalise_ratings(df["rating"])
     if bad.any():
-        rows = list(df.index[bad.to_numpy()][:5])
-        raise ValueError(f"{source}: rating must be 0 or 1; rows {rows} have {list(df.loc[bad, 'rating'].iloc[:5])}")
+        values = ", ".join(repr(v) for v in df["rating"][bad].iloc[:5])
+        raise _fail(df, source, bad, "rating",
+                    f"not a rating ({values}...); write 1 or 0 (also accepted, any case: yes/no, y/n, true/false)")
+    df = df.assign(rating=rating)
     for column, known, what in ((("image_id", image_ids, "images")), ("concept", concepts, "concepts")):
         if known is None:
             continue
         unknown = pd.Index(df[column].astype(str).unique()).difference(pd.Index([str(k) for k in known]))
         if len(unknown):
-            rows = list(df.index[df[column].astype(str).isin(unknown).to_numpy()][:5])
-            raise ValueError(
-                f"{source}: {len(unknown)} unknown {what} {sorted(unknown)[:10]} (rows {rows}...); "
-                f"they are not in the study's {what}: check the {column} column or the study"
-            )
+            raise _fail(df, source, df[column].astype(str).isin(unknown).to_numpy(), column,
+                        f"{len(unknown)} unknown {what} {sorted(unknown)[:10]}: they are not in the study's "
+                        f"{what}; check the {column} column or the study")
     key = ["image_id", "concept", "rater_id"]
-    conflict = df.groupby(key, sort=False)["rating"].transform("nunique") > 1
+    conflict = df.groupby(key, sort=False, dropna=False)["rating"].transform("nunique").to_numpy() > 1
     if conflict.any():
-        rows = list(df.index[conflict.to_numpy()][:5])
-        raise ValueError(f"{source}: the same rater gave different ratings to the same image and concept (rows {rows})")
+        raise _fail(df, source, conflict, "rating", "the same rater gave different ratings to the same image and "
+                    "concept; keep one answer per rater, image and concept")
+    return df
 
 
-def long_to_counts(df: pd.DataFrame, image_ids=None, concepts=None, source: str = "ratings") -> pd.DataFrame:
+def long_to_counts(df: pd.DataFrame, image_ids=None, concepts=None, source: str | None = None) -> pd.DataFrame:
     """(image_id, concept) -> yes, total from the long form (validated by :func:`check_ratings`).
 
     A rating repeated verbatim by the same rater (a re-imported file) counts once, so ingestion is
-    idempotent."""
-    check_ratings(df, image_ids, concepts, source)
-    df = df.drop_duplicates(["image_id", "concept", "rater_id"])
-    bad = ~df["rating"].isin([0, 1])
-    if bad.any():
-        raise ValueError(f"rating must be 0/1; row {df.index[bad.to_numpy()][0]} has {df.loc[bad, 'rating'].iloc[0]!r}")
+    idempotent; how many repeats were merged is logged."""
+    df = check_ratings(df, image_ids, concepts, source)
+    dup = df.duplicated(["image_id", "concept", "rater_id"]).to_numpy()
+    if dup.any():
+        log.info("%s: %d repeated ratings (same rater, image, concept and answer) counted once",
+                 source or df.attrs.get("source") or "ratings", int(dup.sum()))
+        df = df[~dup]
     g = df.groupby(["image_id", "concept"], sort=False)["rating"]
-    return g.agg(yes="sum", total="size").reset_index()
+    out = g.agg(yes="sum", total="size").reset_index()
+    out["yes"] = out["yes"].astype(np.int64)
+    return out

@@ -58,7 +58,46 @@ _check_explain_config()
 
 
 def import_file(method, model, layer):
-    return EXPLAIN["methods"][method]["path"].format(model=model, layer=layer)
+    template = EXPLAIN["methods"][method]["path"]
+    try:
+        return template.format(model=model, layer=layer)
+    except (KeyError, IndexError, ValueError) as err:
+        raise WorkflowError(
+            f"explain.methods.{method}.path {template!r}: only {{model}} and {{layer}} may appear in "
+            f"braces ({type(err).__name__}: {err}); fix the path"
+        ) from None
+
+
+def _check_import_paths():
+    """An import whose path matches no file for any (model, layer) is an error naming the path; the
+    layers without a file, when others have one, are skipped and listed on stderr."""
+    import os
+    import sys
+
+    models = dict.fromkeys([*config["models"], *DOWNSTREAM["models"]])
+    pairs = [(m, l) for m in models for l in model_spec(m)["layers"]]
+    for name, entry in EXPLAIN["methods"].items():
+        if entry["method"] != "import" or not pairs:
+            continue
+        found = {p for p in pairs if Path(import_file(name, *p)).is_file()}
+        if not found:
+            tried = list(dict.fromkeys(import_file(name, *p) for p in pairs))
+            more = f" and {len(tried) - 3} more" if len(tried) > 3 else ""
+            raise WorkflowError(
+                f"explain.methods.{name}.path: {entry['path']!r} matches no file for any model and layer "
+                f"(tried {', '.join(tried[:3])}{more}; relative paths are read from {os.getcwd()}); "
+                f"fix the path, or remove the method {name!r} from explain.methods"
+            )
+        skipped = [f"{m}/{l}" for m, l in pairs if (m, l) not in found]
+        if skipped:
+            print(
+                f"Note: explain.methods.{name}: no file {entry['path']!r} for {len(skipped)} of "
+                f"{len(pairs)} layers, which are not imported: {', '.join(skipped)}",
+                file=sys.stderr,
+            )
+
+
+_check_import_paths()
 
 
 def explain_methods(model, layer):

@@ -17,7 +17,8 @@ if empty:
     scorers = sorted(scores["concept_model"].dropna().unique()) or [""]
     extra = [{**{c: float("nan") for c in simple.columns}, "model": p.parent.parent.name, "layer": p.parent.name,
               "method": p.stem, "concept_model": cm, "n_neurons": 0, "n_scored": 0, "n_nan": 0,
-              "mean_pm_sem": "n/a (no explanations)", "max_length": 0}
+              "mean_pm_sem": "n/a (no explanations)", "compared_on": "no explanations",
+              "max_length": 0}
              for p in empty for cm in scorers]
     simple = pd.concat([simple, pd.DataFrame(extra, columns=simple.columns)], ignore_index=True)
     log.warning("no explanations (kept in table 1 with n_neurons 0): %s",
