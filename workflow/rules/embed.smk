@@ -24,7 +24,8 @@ rule embed_images:
     input:
         unpack(embed_inputs),
     output:
-        f"{RESULTS}/embeddings/{{concept_model}}.parquet",
+        embeddings=f"{RESULTS}/embeddings/{{concept_model}}.parquet",
+        report=f"{RESULTS}/embeddings/{{concept_model}}.report.json",
     log:
         f"logs/{STUDY}/embed_images/{{concept_model}}.log",
     benchmark:

@@ -1,9 +1,11 @@
 from neuronaudit.concepts.stage import fit
+from neuronaudit.data.datasets import check_dataset_spec
 from neuronaudit.logs import setup_job_log, timed
 from neuronaudit.runtime import set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)
+check_dataset_spec(snakemake.input.manifest, snakemake.config["dataset"])
 with timed(log, f"fitting {snakemake.wildcards.concept_model}"):
     fit(
         snakemake.params.spec,

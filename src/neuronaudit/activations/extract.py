@@ -9,8 +9,9 @@ For each layer a forward hook reduces the module's output to one scalar per neur
 ``keep_maps`` additionally streams the pre-pool 2-D maps (N, C, H, W, float16) to a ``.npy`` memmap
 for methods that need them. Rows are written in manifest order, streamed in row groups
 (:class:`neuronaudit.io.MatrixWriter`), so peak memory does not grow with the number of images.
-Images that cannot be decoded are skipped (no row), listed in the returned report, and the run fails
-only if more than ``max_failed_fraction`` of the images fail.
+Images that cannot be decoded are skipped (no row), named in the log and the returned report
+(written as ``extraction_report.json`` / ``features/{backbone}.report.json``), and the run fails, naming
+them, only if more than ``images.max_failed_fraction`` of the images fail (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ import torch
 from tqdm import tqdm
 
 from neuronaudit.activations.models import LoadedModel, resolve_module
-from neuronaudit.data.images import ImageSource, iterate_batches
-from neuronaudit.io import MatrixWriter
+from neuronaudit.data.images import (  # noqa: F401 (TooManyFailedImages re-exported)
+    DEFAULT_MAX_FAILED_FRACTION,
+    ImageSource,
+    SkippedImages,
+    TooManyFailedImages,
+    iterate_batches,
+)
+from neuronaudit.io import MatrixWriter, write_json
 
 log = logging.getLogger(__name__)
-
-
-class TooManyFailedImages(RuntimeError):
-    pass
 
 
 def pool_output(out: torch.Tensor, pooling: str = "auto") -> torch.Tensor:
@@ -59,25 +62,21 @@ def pool_output(out: torch.Tensor, pooling: str = "auto") -> torch.Tensor:
 class ExtractionReport:
     n_images: int = 0
     n_written: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (image_id, error)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image_id, error naming the file)
     neurons: dict[str, int] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # image_id -> URI of each failed image
+    max_failed_fraction: float | None = None
+    stage: str = "extract_activations"
+
+    def skipped(self) -> SkippedImages:
+        return SkippedImages(self.stage, self.n_images, [(i, self.sources.get(i, ""), e) for i, e in self.failed])
 
     def write(self, path: str | Path) -> None:
-        """The per-run report: counts, neurons per layer, and every skipped image with its error."""
-        import json
-
-        with open(path, "w") as fh:
-            json.dump(
-                {
-                    "n_images": self.n_images,
-                    "n_written": self.n_written,
-                    "n_failed": len(self.failed),
-                    "neurons": self.neurons,
-                    "failed": [{"image_id": i, "error": e} for i, e in self.failed],
-                },
-                fh,
-                indent=2,
-            )
+        """The per-run report: counts, neurons per layer, and every skipped image with its file and
+        error (the same format as every other stage's skipped-images report, docs/datasets.md)."""
+        out = self.skipped().to_dict(self.max_failed_fraction)
+        out |= {"n_written": self.n_written, "neurons": self.neurons}
+        write_json(out, path)
 
     @property
     def failed_fraction(self) -> float:
@@ -93,9 +92,10 @@ def extract_activations(
     keep_maps: dict[str, str | Path] | None = None,
     batch_size: int = 64,
     device: str = "cpu",
-    max_failed_fraction: float = 0.01,
+    max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
+    stage: str = "extract_activations",
 ) -> ExtractionReport:
     """Run ``loaded.model`` over ``source`` once and write each layer's activations.
 
@@ -120,13 +120,14 @@ def extract_activations(
     handles = [m.register_forward_hook(hook(k)) for k, m in modules.items()]
     writers: dict[str, MatrixWriter] = {}
     maps: dict[str, np.memmap] = {}
-    report = ExtractionReport(n_images=len(source))
+    report = ExtractionReport(n_images=len(source), max_failed_fraction=max_failed_fraction, stage=stage)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else contextlib.nullcontext()
     pbar = tqdm(total=len(source), desc="extract", unit="img", disable=not progress, mininterval=2)
     try:
         with torch.inference_mode():
             for batch in iterate_batches(source, loaded.transform, batch_size=batch_size, device=device):
                 report.failed += [(str(source.image_ids[i]), err) for i, err in batch.failed]
+                report.sources |= {str(source.image_ids[i]): str(source.uris[i]) for i, _ in batch.failed}
                 pbar.update(len(batch.indices) + len(batch.failed))
                 if batch.tensor is None:
                     continue
@@ -158,13 +159,9 @@ def extract_activations(
                                 )
                             maps[key][batch.indices] = fmap.float().cpu().numpy().astype(np.float16)
                 report.n_written += len(ids)
-        if report.failed_fraction > max_failed_fraction:
-            raise TooManyFailedImages(
-                f"{len(report.failed)} of {report.n_images} images ({report.failed_fraction:.1%}) could not be decoded, "
-                f"more than activations.max_failed_fraction={max_failed_fraction}; first: {report.failed[:3]}"
-            )
+        report.skipped().finish(log, max_failed_fraction)
         if not writers:
-            raise TooManyFailedImages("no image could be decoded")
+            raise TooManyFailedImages(f"{stage}: no image to extract (the image list is empty)")
         for w in writers.values():
             w.close()
         for mm in maps.values():
@@ -177,8 +174,6 @@ def extract_activations(
         pbar.close()
         for h in handles:
             h.remove()
-    for image_id, err in report.failed:
-        log.warning("skipped image %s: %s", image_id, err)
     log.info(
         "extracted %d images (%d skipped) for layers %s",
         report.n_written,

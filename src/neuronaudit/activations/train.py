@@ -83,11 +83,14 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_siz
     return float((preds.numpy() == labels).mean())
 
 
-def manifest_arrays(manifest, split: str, size: int = 28) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Grey uint8 images (N, size, size) and integer labels of one split, decoded through the manifest."""
+def manifest_arrays(manifest, split: str, size: int = 28, skipped=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Grey uint8 images (N, size, size) and integer labels of one split, decoded through the manifest.
+
+    Images that cannot be decoded are left out and added to ``skipped`` (a
+    :class:`~neuronaudit.data.images.SkippedImages`) when given, else raised."""
     import pandas as pd
 
-    from neuronaudit.data.images import ImageSource
+    from neuronaudit.data.images import ImageDecodeError, ImageSource
 
     if not isinstance(manifest, pd.DataFrame):
         manifest = pd.read_parquet(manifest)
@@ -96,23 +99,48 @@ def manifest_arrays(manifest, split: str, size: int = 28) -> tuple[np.ndarray, n
     if rows.empty:
         raise ValueError(f"manifest has no '{split}' images; set dataset.splits.{split} in the config")
     source = ImageSource.from_manifest(rows)
-    images = np.stack(
-        [np.asarray(source.load(i).convert("L").resize((size, size))) for i in tqdm(range(len(source)), desc=f"load {split}", mininterval=5)]
-    )
-    labels = rows["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    return images, labels, classes
+    images, keep = [], []
+    for i in tqdm(range(len(source)), desc=f"load {split}", mininterval=5):
+        try:
+            images.append(np.asarray(source.load(i).convert("L").resize((size, size))))
+            keep.append(i)
+        except ImageDecodeError as exc:
+            if skipped is None:
+                raise
+            skipped.add(source.image_ids[i], source.uris[i], str(exc))
+    if skipped is not None:
+        skipped.n_images += len(source)
+    if not images:
+        raise ValueError(f"no image of the '{split}' split could be decoded")
+    labels = rows["label"].iloc[keep].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    return np.stack(images), labels, classes
 
 
-def fit_on_manifest(manifest, epochs: int = 3, batch_size: int = 128, lr: float = 1e-3, seed: int = 0):
-    """Train the small CNN on the manifest's ``train`` split; report accuracy on ``val`` too."""
+def fit_on_manifest(manifest, epochs: int = 3, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                    max_failed_fraction: float | None = None):
+    """Train the small CNN on the manifest's ``train`` split; report accuracy on ``val`` too.
+
+    Undecodable images are skipped, named in the log and in ``metrics["skipped"]``; beyond
+    ``max_failed_fraction`` (``images.max_failed_fraction``, default 0.01) training fails naming them."""
     import pandas as pd
 
+    from neuronaudit.data.images import DEFAULT_MAX_FAILED_FRACTION, SkippedImages
+
+    if max_failed_fraction is None:
+        max_failed_fraction = DEFAULT_MAX_FAILED_FRACTION
     if not isinstance(manifest, pd.DataFrame):
         manifest = pd.read_parquet(manifest)
-    x, y, classes = manifest_arrays(manifest, "train")
+    skipped = SkippedImages("train_small_cnn", 0)
+    x, y, classes = manifest_arrays(manifest, "train", skipped=skipped)
+    skipped.finish(log, max_failed_fraction)
     model, metrics = train_small_cnn(x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, num_classes=len(classes))
     if (manifest["split"] == "val").any():
-        xv, yv, _ = manifest_arrays(manifest, "val")
+        val_skipped = SkippedImages("train_small_cnn (val accuracy)", 0)
+        xv, yv, _ = manifest_arrays(manifest, "val", skipped=val_skipped)
+        val_skipped.finish(log, max_failed_fraction)
         metrics["val_accuracy"] = accuracy(model, xv, yv)
+        skipped.failed += val_skipped.failed
+        skipped.n_images += val_skipped.n_images
     metrics["classes"] = classes
+    metrics["skipped"] = skipped.to_dict(max_failed_fraction)
     return model, metrics

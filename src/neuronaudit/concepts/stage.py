@@ -21,8 +21,8 @@ import pandas as pd
 from neuronaudit.concepts.backbones import backbone_key, shared_backbone  # noqa: F401 (re-exported)
 from neuronaudit.concepts.base import ConceptModel, get_concept_model, write_embeddings, write_presence
 from neuronaudit.data.datasets import labels_matrix
-from neuronaudit.data.images import ImageSource
-from neuronaudit.io import read_matrix
+from neuronaudit.data.images import DEFAULT_MAX_FAILED_FRACTION, ImageSource, SkippedImages
+from neuronaudit.io import read_matrix, write_json
 from neuronaudit.scoring import auc_scores
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,43 @@ def backend_spec(spec: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
     return spec
 
 
+def image_features(backbone: dict[str, Any], manifest_path: str, out: str, report_out: str | None = None,
+                   batch_size: int = 64, device: str = "cpu",
+                   max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION, meta: dict | None = None,
+                   progress: bool = True):
+    """The shared backbone's pooled features of every manifest image (rule image_features).
+
+    Undecodable images get no row, are named in the log and ``report_out``, and fail the stage beyond
+    ``max_failed_fraction`` (the config's ``images.max_failed_fraction``, docs/datasets.md)."""
+    from neuronaudit.activations.extract import extract_activations
+    from neuronaudit.activations.models import load_model
+
+    report = extract_activations(
+        ImageSource.from_manifest(manifest_path),
+        load_model(backbone),
+        backbone["layers"],
+        {"features": out},
+        batch_size=batch_size,
+        device=device,
+        max_failed_fraction=max_failed_fraction,
+        meta=meta,
+        progress=progress,
+        stage=f"image_features {backbone_key(backbone)}",
+    )
+    if report_out:
+        report.write(report_out)
+    return report
+
+
 def embed_from_features(spec: dict[str, Any], features_path: str, manifest_path: str, out: str,
-                        meta: dict | None = None) -> None:
+                        meta: dict | None = None, report_out: str | None = None,
+                        max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION) -> SkippedImages:
     """Concept-model embeddings from a backbone's stored pooled features (no second image pass).
 
-    Images the features stage could not decode get NaN rows, as :func:`embed` gives them."""
+    Images the features stage could not decode (it skipped them, see its ``.report.json``) get NaN
+    rows, as :func:`embed` gives them; they are listed in the returned report (``report_out``)."""
     model = get_concept_model(backend_spec(spec, "cpu"))
-    manifest = pd.read_parquet(manifest_path, columns=["image_id"])
+    manifest = pd.read_parquet(manifest_path, columns=["image_id", "source"])
     feats = read_matrix(features_path, ["activation"])
     full = np.full((len(manifest), feats["activation"].shape[1]), np.nan, np.float32)
     pos = pd.Index(manifest["image_id"]).get_indexer(feats.image_ids)
@@ -65,19 +95,37 @@ def embed_from_features(spec: dict[str, Any], features_path: str, manifest_path:
         emb[ok] = model.embed_features(full[ok])
     else:  # the probe's embedding is the backbone's pooled feature vector itself
         emb = full
+    skipped = SkippedImages(f"embed_images {spec['backend']}", len(manifest))
+    missing = np.ones(len(manifest), bool)
+    missing[pos] = False
+    for i in np.flatnonzero(missing):
+        skipped.add(manifest["image_id"].iat[i], manifest["source"].iat[i],
+                    f"skipped by image_features (see {os.path.splitext(features_path)[0]}.report.json)")
+    skipped.log(log, max_failed_fraction)
+    skipped.check(max_failed_fraction)
     write_embeddings(out, manifest["image_id"], emb, model, meta={**(meta or {}), "features": features_path})
+    if report_out:
+        write_json(skipped.to_dict(max_failed_fraction), report_out)
     log.info("%d images embedded from stored features (%d missing)", len(emb), int((~np.isfinite(emb).all(1)).sum()))
+    return skipped
 
 
 def embed(spec: dict[str, Any], manifest_path: str, out: str, batch_size: int = 64, device: str = "cpu",
-          meta: dict | None = None) -> list[tuple[int, str]]:
+          meta: dict | None = None, report_out: str | None = None,
+          max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION) -> list[tuple[int, str]]:
+    """Embed the manifest's images with the concept model itself. Undecodable images get NaN rows,
+    are named in the log and ``report_out``, and fail the stage beyond ``max_failed_fraction``
+    (``images.max_failed_fraction``)."""
     model = get_concept_model(backend_spec(spec, device))
     source = ImageSource.from_manifest(manifest_path)
     emb, failed = model.encode_images(source, batch_size=batch_size, device=device)
-    for i, err in failed:
-        log.warning("image %s could not be decoded (NaN embedding): %s", source.image_ids[i], err)
+    skipped = SkippedImages(f"embed_images {spec['backend']}", len(source),
+                            [(source.image_ids[i], source.uris[i], err) for i, err in failed])
+    skipped.finish(log, max_failed_fraction)
     write_embeddings(out, source.image_ids, emb, model, meta=meta)
-    log.info("%d images embedded (%d failed), dimension %d", len(source), len(failed), emb.shape[1])
+    if report_out:
+        write_json(skipped.to_dict(max_failed_fraction), report_out)
+    log.info("%d images embedded (%d failed, NaN rows), dimension %d", len(source), len(failed), emb.shape[1])
     return failed
 
 
@@ -121,6 +169,7 @@ def fit(
         model.fit(x[idx], y[idx].astype(np.float64), concepts)
         model.save(state_out)
         summary["n_train"] = int(len(idx))
+        summary["degenerate"] = model.degenerate  # concepts fitted without a probe, by reason
     else:
         if spec.get("calibration", "fit") == "fit":
             if not train.any():

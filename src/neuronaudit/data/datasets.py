@@ -12,12 +12,21 @@
 Adapters (``dataset.adapter``): ``fashion_mnist`` (idx files), ``image_folder`` (ImageNet-val layout
 with WordNet-id class folders, or a flat folder plus a labels CSV), ``torchvision`` (any
 ``torchvision.datasets`` class the user has on disk: CIFAR10/100, Places365, ImageNet).
+
+Images that cannot be decoded while the pixel attributes are computed are left out of the manifest
+and labels, named in the log and in the build report (``dataset_report.json``); the build fails only
+beyond ``images.max_failed_fraction`` (docs/datasets.md). The dataset block of the config is recorded
+in the manifest's metadata (:func:`dataset_spec`), and :func:`check_dataset_spec` refuses a manifest
+built from another dataset block.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import logging
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,7 +37,16 @@ import pandas as pd
 import yaml
 
 from neuronaudit.data.attributes import attribute_presence
-from neuronaudit.data.images import open_torchvision_dataset, read_idx
+from neuronaudit.data.images import (
+    DEFAULT_MAX_FAILED_FRACTION,
+    ImageDecodeError,
+    SkippedImages,
+    open_torchvision_dataset,
+    read_idx,
+)
+
+log = logging.getLogger(__name__)
+WNID = re.compile(r"^n\d{8}$")
 
 FASHION_MNIST_CLASSES = [
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
@@ -165,10 +183,16 @@ def fashion_mnist_hierarchy() -> dict[str, list[str]]:
     return yaml.safe_load(text)
 
 
-def _images_for_attributes(manifest: pd.DataFrame, thumb: int = 64) -> tuple[np.ndarray, bool]:
-    """Pixel arrays for attribute computation: idx images at native size; others as RGB thumbnails."""
+def _images_for_attributes(
+    manifest: pd.DataFrame, thumb: int = 64, skipped: SkippedImages | None = None
+) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Pixel arrays for attribute computation: idx images at native size; others as RGB thumbnails.
+
+    Returns ``(images, black_background, ok)``: ``ok`` marks the rows that could be decoded (the
+    others are zero images, and are added to ``skipped``)."""
     from neuronaudit.data.images import open_image
 
+    ok = np.ones(len(manifest), bool)
     if manifest["source"].str.startswith("idx:").all():
         parts = manifest["source"].str.slice(4).str.rpartition("#")
         stacks = [read_idx(path)[parts[2][parts[0] == path].astype(int).to_numpy()] for path in parts[0].unique()]
@@ -176,13 +200,19 @@ def _images_for_attributes(manifest: pd.DataFrame, thumb: int = 64) -> tuple[np.
         out = np.empty((len(manifest), *stacks[0].shape[1:]), np.uint8)
         for path, stack in zip(parts[0].unique(), stacks, strict=True):
             out[(parts[0] == path).to_numpy()] = stack
-        return out, True
+        return out, True, ok
     from tqdm import tqdm
 
-    arr = np.stack(
-        [np.asarray(open_image(u).resize((thumb, thumb))) for u in tqdm(manifest["source"], desc="attributes", mininterval=5)]
-    )
-    return arr, False
+    arr = np.zeros((len(manifest), thumb, thumb, 3), np.uint8)
+    ids, uris = manifest["image_id"].to_numpy(), manifest["source"].to_numpy()
+    for i in tqdm(range(len(manifest)), desc="attributes", mininterval=5):
+        try:
+            arr[i] = np.asarray(open_image(uris[i]).resize((thumb, thumb)))
+        except ImageDecodeError as exc:
+            ok[i] = False
+            if skipped is not None:
+                skipped.add(ids[i], uris[i], str(exc))
+    return arr, False, ok
 
 
 def build_labels(
@@ -191,8 +221,10 @@ def build_labels(
     superclasses: dict[str, list[str]] | None = None,
     attributes: dict[str, float] | None = None,
     with_attributes: bool = True,
+    images: tuple[np.ndarray, bool] | None = None,
 ) -> pd.DataFrame:
-    """Dense long table of ground-truth presence for classes, superclasses and pixel attributes."""
+    """Dense long table of ground-truth presence for classes, superclasses and pixel attributes
+    (``images``: the decoded pixel stack and background flag, else decoded here)."""
     labels = manifest["label"].map(lambda c: (class_names or {}).get(c, c)).to_numpy()
     concepts: dict[str, tuple[str, np.ndarray]] = {}
     for c in sorted(set(labels)):
@@ -202,8 +234,14 @@ def build_labels(
             continue
         concepts[sup] = ("superclass", np.isin(labels, list(members)))
     if with_attributes:
-        images, black = _images_for_attributes(manifest)
-        for name, present in attribute_presence(images, black, attributes).items():
+        if images is None:
+            skipped = SkippedImages("build_dataset", len(manifest))
+            pixels, black, _ = _images_for_attributes(manifest, skipped=skipped)
+            if skipped.failed:
+                raise ImageDecodeError(skipped.failed[0][1], "cannot be decoded; use build_dataset, which skips such files")
+        else:
+            pixels, black = images
+        for name, present in attribute_presence(pixels, black, attributes).items():
             concepts.setdefault(name, ("attribute", present))
     n = len(manifest)
     names = list(concepts)
@@ -231,33 +269,147 @@ def labels_matrix(labels: pd.DataFrame, image_ids, concepts: list[str] | None = 
     return wide.loc[list(image_ids), concepts].to_numpy(np.int8), concepts
 
 
-def build_dataset(cfg: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Manifest and labels for the ``dataset`` section of a config."""
+def dataset_spec(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The canonical dataset block (keys sorted at every level, JSON values): what the manifest records
+    and :func:`check_dataset_spec` compares. Every key of the block changes the manifest or labels."""
+
+    def canon(obj):
+        if isinstance(obj, dict):
+            return {str(k): canon(obj[k]) for k in sorted(obj)}
+        if isinstance(obj, list | tuple):
+            return [canon(v) for v in obj]
+        return obj
+
+    return json.loads(json.dumps(canon(dict(cfg)), default=str))
+
+
+class DatasetSpecMismatch(DatasetError):
+    """A results folder built from another dataset block than the config's."""
+
+
+def recorded_dataset_spec(manifest_path: str | os.PathLike) -> dict[str, Any] | None:
+    """The dataset block a manifest was built from (None for a manifest that records none)."""
+    from neuronaudit.io import read_meta
+
+    spec = read_meta(manifest_path).get("dataset")
+    return dataset_spec(spec) if isinstance(spec, dict) else None
+
+
+def _spec_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "dataset") -> list[str]:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "(unset)"), new.get(k, "(unset)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _spec_difference(a, b, f"{prefix}.{k}")
+        elif a != b:
+            out.append(f"{prefix}.{k}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
+
+
+def check_dataset_spec(manifest_path: str | os.PathLike, cfg: dict[str, Any]) -> None:
+    """Refuse to reuse a manifest built from another dataset block than ``cfg`` (the config's
+    ``dataset`` section), with a message naming the differing keys and what to do.
+
+    Snakemake rebuilds the manifest when the dataset block changes only if it still has the old run's
+    records (``.snakemake/metadata``) and the ``params`` rerun trigger is on; with ``--rerun-triggers
+    mtime``, or a results folder copied from elsewhere, the old manifest would silently be reused and
+    new results mixed with old ones. A manifest that records no dataset block is accepted."""
+    old = recorded_dataset_spec(manifest_path)
+    if old is None:
+        return
+    new = dataset_spec(cfg)
+    if old == new:
+        return
+    folder = os.path.dirname(os.fspath(manifest_path)) or "."
+    diff = "; ".join(_spec_difference(old, new))
+    raise DatasetSpecMismatch(
+        f"{folder} was built from another dataset than this config's ({diff}). Its results would be mixed "
+        f"with the new dataset's: use another study name, or delete {folder} (or just its manifest.parquet, "
+        "which rebuilds everything) and run again (docs/datasets.md)"
+    )
+
+
+def _wordnet_superclasses(cfg: dict[str, Any], adapter: str, labels: pd.Series, notes: list[str]) -> bool:
+    """Whether to make WordNet superclasses: ``dataset.wordnet_superclasses`` null (the schema's
+    default) means on for image_folder; either way only when every class is a WordNet id."""
+    wanted = cfg.get("wordnet_superclasses")
+    if wanted is None:
+        wanted = adapter == "image_folder"
+    if not wanted:
+        return False
+    classes = sorted(labels.unique())
+    bad = [c for c in classes if not WNID.match(str(c))]
+    if bad:
+        msg = (
+            f"dataset.wordnet_superclasses is on but {len(bad)} of {len(classes)} class names are not WordNet ids "
+            f"(e.g. {bad[:3]}), so no WordNet class names or superclasses are made; name the class folders by "
+            "WordNet id (n01440764, ...) as in ImageNet's validation folder, or set dataset.wordnet_superclasses: "
+            "false to silence this (docs/datasets.md)"
+        )
+        log.warning(msg)
+        notes.append(msg)
+        return False
+    return True
+
+
+def build_dataset(
+    cfg: dict[str, Any], max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION, with_report: bool = False
+):
+    """Manifest and labels for the ``dataset`` section of a config (filled by the schema's defaults).
+
+    Images that cannot be decoded for the pixel attributes are left out of both tables and named in
+    the log; beyond ``max_failed_fraction`` of the images (``images.max_failed_fraction``) the build
+    fails naming them. With ``with_report`` also returns the build report (a dict: skipped images,
+    WordNet notes), which the pipeline writes as ``dataset_report.json``."""
     adapter = cfg["adapter"]
     class_names: dict[str, str] | None = None
     superclasses: dict[str, list[str]] | None = None
+    notes: list[str] = []
     if adapter == "fashion_mnist":
-        pools = fashion_mnist_pools(cfg.get("root", "/usr/share/datasets/fashion-mnist"))
+        pools = fashion_mnist_pools(cfg.get("root") or "/usr/share/datasets/fashion-mnist")
         superclasses = fashion_mnist_hierarchy()
     elif adapter == "image_folder":
+        if not cfg.get("root"):
+            raise DatasetError("dataset.root: the image_folder adapter needs the folder of images (docs/datasets.md)")
         pools = image_folder_pool(cfg["root"], cfg.get("labels_csv"))
     elif adapter == "torchvision":
         tv = cfg["torchvision"]
         pools = torchvision_pool(tv["name"], cfg["root"], tv.get("kwargs"))
     else:
         raise DatasetError(f"dataset.adapter {adapter!r}: use fashion_mnist, image_folder or torchvision")
-    manifest = assign_splits(pools, cfg.get("splits", {"val": None}), int(cfg.get("seed", 0)))
-    if cfg.get("wordnet_superclasses", adapter == "image_folder") and manifest["label"].str.match(r"^n\d{8}$").all():
+    manifest = assign_splits(pools, cfg.get("splits") or {"val": None}, int(cfg.get("seed") or 0))
+    if _wordnet_superclasses(cfg, adapter, manifest["label"], notes):
         from neuronaudit.data import wordnet
 
         wnids = sorted(manifest["label"].unique())
         class_names = wordnet.wordnet_names(wnids)
-        sup = wordnet.imagenet_superclasses(wnids, max_subclasses=int(cfg.get("max_subclasses", 300)))
+        sup = wordnet.imagenet_superclasses(wnids, max_subclasses=int(cfg.get("max_subclasses") or 300))
         sup_names = wordnet.wordnet_names(sup)
         superclasses = {sup_names[s]: [class_names[w] for w in members] for s, members in sup.items()}
-    labels = build_labels(
-        manifest, class_names, superclasses, cfg.get("attributes"), with_attributes=cfg.get("compute_attributes", True)
-    )
+    with_attributes = cfg.get("compute_attributes", True) is not False
+    skipped = SkippedImages("build_dataset", len(manifest))
+    pixels = None
+    if with_attributes:
+        images, black, ok = _images_for_attributes(manifest, skipped=skipped)
+        skipped.finish(log, max_failed_fraction)
+        if not ok.all():
+            manifest = manifest[ok].reset_index(drop=True)
+            images = images[ok]
+        pixels = (images, black)
+    else:
+        skipped.note = ("images are not decoded while building the dataset (dataset.compute_attributes is false); "
+                        "each later stage skips and reports undecodable ones")
+    labels = build_labels(manifest, class_names, superclasses, cfg.get("attributes"), with_attributes, images=pixels)
     if class_names:
         manifest = manifest.assign(label=manifest["label"].map(lambda w: class_names.get(w, w)))
-    return manifest, labels
+    if not with_report:
+        return manifest, labels
+    report = skipped.to_dict(max_failed_fraction)
+    report |= {
+        "n_manifest": len(manifest),
+        "splits": {str(k): int(v) for k, v in manifest["split"].value_counts().items()},
+        "n_superclasses": len(superclasses or {}),
+        "wordnet_superclasses": bool(class_names),
+        "notes": notes,
+    }
+    return manifest, labels, report

@@ -10,6 +10,19 @@ A manifest row's ``source`` column is a URI that :func:`open_image` decodes:
 iterate over; :func:`iterate_batches` turns it into preprocessed tensor batches with a DataLoader
 (workers and pinned memory where CUDA exists), decoding each image once per stage. Unreadable images
 are reported, not raised: the batch iterator yields the indices it had to skip.
+
+**Decoding rules (docs/datasets.md).** Every image comes out as 8-bit RGB. Modes PIL does not scale
+on its own are scaled here: 16-bit grey (``I;16*``) is divided by 257 (65535 -> 255); ``I`` (32-bit
+int) likewise when its values fit 0..65535, else stretched from its min..max; ``F`` (float) is
+multiplied by 255 when it lies in [0, 1], kept when in [0, 255], divided by 257 when in [0, 65535],
+else stretched. Palette, LA/PA, RGBA, CMYK, YCbCr and 1-bit images go through PIL's own conversion
+(alpha is dropped). A file that cannot be decoded (garbage, truncated: PIL's
+``ImageFile.LOAD_TRUNCATED_IMAGES`` is left off, so a truncated file is an error, not grey pixels)
+raises :class:`ImageDecodeError`, whose message names the file.
+
+**Skipped images.** Every stage that decodes images skips the ones that fail, names them in its log
+and in a JSON report (:class:`SkippedImages`), and fails only when more than
+``images.max_failed_fraction`` of them fail (:func:`max_failed_fraction` reads the key from a config).
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ import gzip
 import os
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 import numpy as np
@@ -65,20 +78,73 @@ def open_torchvision_dataset(cls, root: str, kwargs: dict):
     return cls(root=root, **kwargs)
 
 
+class ImageDecodeError(OSError):
+    """An image that cannot be decoded; the message starts with its URI (file name)."""
+
+    def __init__(self, uri: str, cause: BaseException | str) -> None:
+        detail = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
+        super().__init__(f"{uri}: {detail}")
+        self.uri, self.detail = uri, detail
+
+    def __reduce__(self):  # picklable (DataLoader workers)
+        return (self.__class__, (self.uri, self.detail))
+
+
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _scale_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """High-bit-depth pixel values -> uint8 by the rules of the module docstring."""
+    a = np.asarray(a, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if mode in _SIXTEEN_BIT or (mode == "I" and lo >= 0 and hi <= 65535):
+        out = a / 257.0
+    elif mode == "F" and lo >= 0 and hi <= 1:
+        out = a * 255.0
+    elif mode == "F" and lo >= 0 and hi <= 255:
+        out = a
+    elif mode == "F" and lo >= 0 and hi <= 65535:
+        out = a / 257.0
+    else:  # values outside every known range: stretch min..max
+        out = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return np.clip(np.rint(np.nan_to_num(out)), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image -> 8-bit RGB, scaling 16-bit / int / float modes properly (module docstring)."""
+    mode = img.mode
+    if mode in _SIXTEEN_BIT or mode in ("I", "F"):
+        img = Image.fromarray(_scale_to_uint8(np.asarray(img), mode), "L")
+    elif (mode == "P" and "transparency" in img.info) or mode in ("PA", "LA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
 def open_image(uri: str) -> Image.Image:
-    """Decode one image URI (see module docstring) into an RGB PIL image."""
-    if uri.startswith("idx:"):
-        path, _, index = uri[4:].rpartition("#")
-        img = Image.fromarray(read_idx(path)[int(index)])
-    elif uri.startswith("torchvision:"):
-        rest, _, index = uri[len("torchvision:") :].rpartition("#")
-        name, _, loc = rest.partition(":")
-        root, _, query = loc.partition("?")
-        img = _torchvision_dataset(name, root, query)[int(index)][0]
-    else:
-        with Image.open(uri) as im:
-            img = im.copy()
-    return img.convert("RGB")
+    """Decode one image URI (see module docstring) into an 8-bit RGB PIL image.
+
+    Raises :class:`ImageDecodeError` (naming the URI) for any file that cannot be decoded."""
+    try:
+        if uri.startswith("idx:"):
+            path, _, index = uri[4:].rpartition("#")
+            img = Image.fromarray(read_idx(path)[int(index)])
+        elif uri.startswith("torchvision:"):
+            rest, _, index = uri[len("torchvision:") :].rpartition("#")
+            name, _, loc = rest.partition(":")
+            root, _, query = loc.partition("?")
+            img = _torchvision_dataset(name, root, query)[int(index)][0]
+        else:
+            with Image.open(uri) as im:
+                im.load()  # decodes every byte: a truncated file raises here
+                img = im.copy()
+        return to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder error becomes one error type naming the file
+        raise ImageDecodeError(uri, exc) from exc
 
 
 @dataclass
@@ -121,9 +187,13 @@ class _TorchImages:
 
     def __getitem__(self, i: int):
         try:
-            return i, self.transform(self.source.load(i)), None
-        except Exception as exc:  # noqa: BLE001 - any decode error is reported, the run goes on
-            return i, None, f"{type(exc).__name__}: {exc}"
+            img = self.source.load(i)
+        except ImageDecodeError as exc:  # reported, the run goes on
+            return i, None, str(exc)
+        try:
+            return i, self.transform(img), None
+        except Exception as exc:  # noqa: BLE001 - a preprocessing error is reported like a decode error
+            return i, None, f"{self.source.uris[i]}: {type(exc).__name__}: {exc}"
 
 
 def _collate(items):
@@ -167,3 +237,108 @@ def iterate_batches(
     )
     for idx, tensor, bad in loader:
         yield Batch(idx, tensor, bad)
+
+
+# -- skipped images: one key, one report format for every stage that decodes images ----------------
+
+DEFAULT_MAX_FAILED_FRACTION = 0.01
+FAILED_KEY = "images.max_failed_fraction"
+_OLD_FAILED_KEY = "activations.max_failed_fraction"
+
+
+class TooManyFailedImages(RuntimeError):
+    """More images than ``images.max_failed_fraction`` could not be decoded; the message names them."""
+
+
+def max_failed_fraction(config: dict) -> float:
+    """The tolerated fraction of undecodable images, from a (schema-filled) config.
+
+    ``images.max_failed_fraction`` is the key; ``activations.max_failed_fraction``, its old name, is
+    still accepted and wins when set (it defaults to null)."""
+    import logging
+
+    new = (config.get("images") or {}).get("max_failed_fraction")
+    old = (config.get("activations") or {}).get("max_failed_fraction")
+    if old is None:
+        return float(DEFAULT_MAX_FAILED_FRACTION if new is None else new)
+    if new is not None and float(new) != DEFAULT_MAX_FAILED_FRACTION and float(new) != float(old):
+        raise ValueError(
+            f"{FAILED_KEY}={new} and its old name {_OLD_FAILED_KEY}={old} disagree; set only {FAILED_KEY}"
+        )
+    logging.getLogger(__name__).warning(
+        "%s is the old name of %s; using %s=%s for every stage",
+        _OLD_FAILED_KEY,
+        FAILED_KEY,
+        _OLD_FAILED_KEY,
+        old,
+    )
+    return float(old)
+
+
+@dataclass
+class SkippedImages:
+    """Images a stage could not decode: counted, named in the log and a JSON report, and fatal only
+    beyond ``max_failed_fraction``."""
+
+    stage: str  # e.g. "build_dataset", "image_features efficientnet_lite0_64px"
+    n_images: int = 0
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (image_id, source, error)
+    note: str | None = None
+
+    def add(self, image_id: str, source: str, error: str) -> None:
+        self.failed.append((str(image_id), str(source), str(error)))
+
+    @property
+    def failed_fraction(self) -> float:
+        return len(self.failed) / max(self.n_images, 1)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return [i for i, _, _ in self.failed]
+
+    def check(self, max_fraction: float, report_hint: str | None = None) -> None:
+        """Raise :class:`TooManyFailedImages` naming the files and the key when too many failed
+        (and when every image failed, whatever the fraction)."""
+        n = len(self.failed)
+        if n == 0 or (self.failed_fraction <= max_fraction and n < self.n_images):
+            return
+        shown = "; ".join(f"{src} ({err.removeprefix(src + ': ')})" for _, src, err in self.failed[:10])
+        more = f"; and {n - 10} more" if n > 10 else ""
+        where = f" (all listed in {report_hint})" if report_hint else " (all listed in the log)"
+        raise TooManyFailedImages(
+            f"{self.stage}: {n} of {self.n_images} images ({self.failed_fraction:.1%}) could not be decoded, "
+            f"more than {FAILED_KEY}={max_fraction}: {shown}{more}{where}. Fix or remove these files, or raise "
+            f"{FAILED_KEY} in the config to skip them (docs/datasets.md)"
+        )
+
+    def log(self, logger, max_fraction: float | None = None) -> None:
+        for image_id, src, err in self.failed:
+            where = err if err.startswith(src) else f"{src}: {err}"
+            logger.warning("%s: skipped image %s: %s", self.stage, image_id, where)
+        if self.failed:
+            logger.warning(
+                "%s: %d of %d images could not be decoded and were skipped (%s=%s)",
+                self.stage,
+                len(self.failed),
+                self.n_images,
+                FAILED_KEY,
+                max_fraction,
+            )
+
+    def to_dict(self, max_fraction: float | None = None) -> dict:
+        out = {
+            "stage": self.stage,
+            "n_images": self.n_images,
+            "n_failed": len(self.failed),
+            "failed_fraction": self.failed_fraction,
+            "max_failed_fraction": max_fraction,
+            "failed": [{"image_id": i, "source": s, "error": e} for i, s, e in self.failed],
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    def finish(self, logger, max_fraction: float, report_hint: str | None = None) -> None:
+        """Log every skipped image, then fail if there are too many (the log keeps the full list)."""
+        self.log(logger, max_fraction)
+        self.check(max_fraction, report_hint)
