@@ -64,3 +64,19 @@ def test_job_script_progress_reaches_console(tmp_path):
     assert "[myrule/w] WARNING: 3 concepts excluded: constant" in console
     text = log.read_text()
     assert "starting" in text and "8/8" in text and "3 concepts excluded" in text
+
+
+def test_timed_says_failed_not_done_when_the_step_raises(caplog):
+    import logging
+
+    import pytest
+
+    from neuronaudit.logs import timed
+
+    log = logging.getLogger("neuronaudit.test")
+    with caplog.at_level(logging.INFO), pytest.raises(ValueError):
+        with timed(log, "extracting"):
+            raise ValueError("bad layer")
+    text = caplog.text
+    assert "extracting FAILED" in text and "bad layer" in text
+    assert "done in" not in text

@@ -124,6 +124,9 @@ class timed:
         self.log.info("%s ...", self.what)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         self.seconds = time.perf_counter() - self.t0
-        self.log.info("%s done in %.1f s", self.what, self.seconds)
+        if exc_type is None:
+            self.log.info("%s done in %.1f s", self.what, self.seconds)
+        else:
+            self.log.error("%s FAILED after %.1f s: %s: %s", self.what, self.seconds, exc_type.__name__, exc)
