@@ -25,4 +25,4 @@ meta = provenance(
     sampling=s,
     code=snakemake.params.code,
 )
-write_study_table(df, snakemake.output[0], meta=meta)
+write_study_table(df, snakemake.output[0], meta=meta, excluded=ps.excluded)

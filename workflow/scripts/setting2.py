@@ -18,4 +18,4 @@ with timed(log, f"Setting 2 {w.model}/{w.layer} with prior {w.concept_model}"):
 meta = provenance(
     model=w.model, layer=w.layer, concept_model=w.concept_model, setting2=s, code=snakemake.params.code
 )
-write_study_table(df, snakemake.output[0], meta=meta)
+write_study_table(df, snakemake.output[0], meta=meta, excluded=ps.excluded)

@@ -1,3 +1,4 @@
+from neuronaudit.exclusions import Exclusions
 from neuronaudit.io import provenance
 from neuronaudit.logs import setup_job_log, timed
 from neuronaudit.studies.stage import study_pairs, write_study_table
@@ -6,6 +7,7 @@ log = setup_job_log(snakemake.log[0])
 s = snakemake.params.sampling
 layers = [tuple(t) for t in snakemake.params.layers]
 presence = dict(zip(snakemake.params.guides, snakemake.input.presence, strict=True))
+excluded = Exclusions("study_pairs")  # what each layer's probing set left out -> pairs.excluded.parquet
 with timed(log, f"pairs for {len(layers)} layer(s)"):
     pairs = study_pairs(
         snakemake.input.manifest,
@@ -19,5 +21,7 @@ with timed(log, f"pairs for {len(layers)} layer(s)"):
         setting2_pairs=snakemake.params.setting2_pairs,
         floor=s["floor"],
         seed=s["seed"],
+        exclusions=excluded,
     )
-write_study_table(pairs, snakemake.output[0], meta=provenance(sampling=s, code=snakemake.params.code))
+write_study_table(pairs, snakemake.output[0], meta=provenance(sampling=s, code=snakemake.params.code),
+                  excluded=excluded)

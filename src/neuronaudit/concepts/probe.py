@@ -40,6 +40,7 @@ from neuronaudit.concepts.base import ConceptModel, _as_concepts
 
 DEFAULT_FEATURES = {"source": "efficientnet_lite", "variant": 2}
 HEADS = ("linear", "mlp")
+LOG_NAMES = 20  # how many degenerate concept names the warning lists
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -77,6 +78,7 @@ class ProbeConceptModel(ConceptModel):
         self.name = f"{self.features.get('source')}:{self.features.get('variant', self.features.get('arch', ''))}/{head}"
         self.calibration = None
         self.concepts: list[str] = []
+        self.degenerate: dict[str, list[str]] = {}  # reason -> concepts fitted without a probe
         self.params: dict[str, np.ndarray] = {}
         self._loaded = None
         self.device = device
@@ -159,13 +161,17 @@ class ProbeConceptModel(ConceptModel):
         pos = ((y == 1) & mask).sum(0)
         neg = ((y == 0) & mask).sum(0)
         degenerate = (pos == 0) | (neg == 0)
+        names = np.asarray(concepts, dtype=object)
+        self.degenerate = {"no positive training example": [str(c) for c in names[pos == 0]],
+                           "no negative training example": [str(c) for c in names[(neg == 0) & (pos > 0)]]}
         if degenerate.any():
-            warnings.warn(
-                f"probe.fit: concept(s) {[c for c, d in zip(concepts, degenerate, strict=True) if d][:20]} have no "
-                "positive or no negative training example; they get a constant probability (the smoothed "
-                "training rate (n_pos + 0.5) / (n + 1)) and no probe",
-                stacklevel=2,
-            )
+            shown = [str(c) for c in names[degenerate][:LOG_NAMES]]
+            more = f" (+{int(degenerate.sum()) - len(shown)} more)" if degenerate.sum() > len(shown) else ""
+            msg = (f"probe.fit: {int(degenerate.sum())} of {len(concepts)} concepts have no positive "
+                   f"({int((pos == 0).sum())}) or no negative ({int(((neg == 0) & (pos > 0)).sum())}) training "
+                   f"example, e.g. {shown}{more}; they get a constant probability (the smoothed training rate "
+                   "(n_pos + 0.5) / (n + 1)) and no probe (listed in the probe's info()['degenerate'])")
+            warnings.warn(msg, stacklevel=2)  # the job log captures warnings (logs.setup_job_log)
         mu, sd = x.mean(0), x.std(0)
         sd = np.where(sd > 1e-8, sd, 1.0)
         h = torch.from_numpy((x - mu) / sd).float()
@@ -295,6 +301,7 @@ class ProbeConceptModel(ConceptModel):
             "max_iter": self.max_iter,
             "seed": self.seed,
             "concepts": self.concepts,
+            "degenerate": self.degenerate,
         }
         path = os.fspath(path)
         tmp = path + ".partial.npz"
@@ -317,6 +324,7 @@ class ProbeConceptModel(ConceptModel):
             seed=header["seed"],
         )
         model.concepts, model.params = list(header["concepts"]), params
+        model.degenerate = header.get("degenerate", {})
         return model
 
     def info(self) -> dict[str, Any]:
@@ -326,4 +334,5 @@ class ProbeConceptModel(ConceptModel):
             "head": self.head,
             "l2": self.l2,
             "concepts": self.concepts,
+            "degenerate": self.degenerate,
         }

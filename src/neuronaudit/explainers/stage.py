@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from neuronaudit.data.vocabularies import vocabulary_concepts
+from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
 from neuronaudit.explainers.runtime import RuntimeLog
 from neuronaudit.io import read_matrix, read_meta
 
@@ -272,11 +273,13 @@ def generate(
     concepts: Sequence[str] | None = None,
     class_index: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
+    exclusions: Exclusions | None = None,
 ) -> pd.DataFrame:
     """Run one method on arrays; returns the normalised explanation table (method = ``method_name``).
 
     ``presence`` (N x C) holds binary labels, probabilities, or (clip_dissect) raw similarities over
     ``concepts``; ``class_index``/``class_names`` feed top_class. Neuron ids are column positions.
+    ``exclusions`` records the concepts a method's own filter leaves out (LE's activity filter).
     """
     from neuronaudit.explainers.baselines import top_activating_class_table
     from neuronaudit.explainers.clip_dissect import clip_dissect_table
@@ -295,15 +298,31 @@ def generate(
     if kind == "le":
         from neuronaudit.explainers.linear import DEFAULTS, active_concepts
 
-        if params.get("filter_concepts", True) and not active_concepts(presence, DEFAULTS["min_top5"],
-                                                                       DEFAULTS["min_std"]).any():
-            # a weak concept model may give no concept a top-5 mean >= 0.5; explain anyway, and say so
-            log.warning("%s: no concept passes LE's activity filter; running without it", method_name)
-            table = linear_explanations_table(presence, acts, list(concepts), method=method_name,
-                                              **{**params, "filter_concepts": False})
-            table["params"] = table["params"].map(lambda p: json.dumps({**json.loads(p), "filter_concepts": False},
-                                                                       sort_keys=True))
-            return table
+        if params.get("filter_concepts", True):
+            weak = ~active_concepts(presence, DEFAULTS["min_top5"], 0.0)  # top-5 mean < 0.5
+            flat = ~active_concepts(presence, 0.0, DEFAULTS["min_std"])  # (nearly) constant
+            names = np.asarray(concepts, dtype=object)
+            if flat.all():
+                raise ValueError(f"{method_name}: all {len(names)} concepts are constant on the probing images; "
+                                 "LE has nothing to explain with (check the presence / labels of this split)")
+            if (weak | flat).all():
+                # a weak concept model (or one image per class) may give no concept a top-5 mean >= 0.5;
+                # explain anyway, and say so
+                log.warning("%s: no concept passes LE's activity filter (%d of %d have a top-5 mean < %g, %d are "
+                            "constant); running without it", method_name, int(weak.sum()), len(names),
+                            DEFAULTS["min_top5"], int(flat.sum()))
+                if exclusions is not None:
+                    exclusions.add("concept", names[flat], f"{method_name}: constant on the probing images "
+                                   "(activity filter off: no concept passes it)")
+                table = linear_explanations_table(presence[:, ~flat], acts, list(names[~flat]), method=method_name,
+                                                  **{**params, "filter_concepts": False})
+                table["params"] = table["params"].map(
+                    lambda p: json.dumps({**json.loads(p), "filter_concepts": False}, sort_keys=True))
+                return table
+            if exclusions is not None:
+                exclusions.add("concept", names[flat], f"{method_name} activity filter: std < {DEFAULTS['min_std']:g}")
+                exclusions.add("concept", names[weak & ~flat],
+                               f"{method_name} activity filter: mean of the top-5 values < {DEFAULTS['min_top5']:g}")
         return linear_explanations_table(presence, acts, list(concepts), method=method_name, **params)
     if kind == "le_l1":
         return best_single_concept_table(presence, acts, list(concepts), method=method_name)
@@ -317,15 +336,10 @@ def _import_table(method_name: str, entry: Mapping[str, Any], path, layer: str, 
     """Read a user's CSV; keep the rows of this layer when the file names several layers."""
     from neuronaudit.explainers.importers import read_explanations
 
-    table = read_explanations(path, entry["format"], method=method_name)
-    file_layers = table["params"].map(lambda p: json.loads(p).get("layer", ""))
-    if "{layer}" not in entry["path"] and (file_layers != "").any():
-        # one file for several layers: keep this layer's rows (by layer key or module path)
-        keep = file_layers.isin([x for x in (layer, module) if x])
-        if not keep.any():
-            raise ValueError(f"{path}: no row for layer {layer!r} (module {module!r}); the file names "
-                             f"{sorted(set(file_layers))}")
-        table = table[keep.to_numpy()].reset_index(drop=True)
+    # one file for several layers: the reader keeps this layer's rows (by layer key or module path),
+    # checks duplicates per layer, and counts and logs the other layers' rows
+    layers = None if "{layer}" in entry["path"] else [x for x in (layer, module) if x]
+    table = read_explanations(path, entry["format"], method=method_name, layers=layers)
     bad = table["neuron"][(table["neuron"] < 0) | (table["neuron"] >= n_neurons)]
     if len(bad):
         raise ValueError(f"{path}: unit {int(bad.iloc[0])} is outside the layer's {n_neurons} neurons")
@@ -402,54 +416,81 @@ def explain_layer(
     import_paths: Mapping[str, Any] | None = None,
     device: str = "cpu",
     meta: Mapping[str, Any] | None = None,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
 ) -> dict[str, pd.DataFrame]:
     """The explain rule: every method of one (model, layer) on the probing split; one file per method.
 
     The layer's activations (and the label / concept-model matrices, shared between methods) are
     read once. ``presence_paths`` maps (concept model, vocabulary) to a presence file where the
     pipeline has one; otherwise the matrix is computed from ``embeddings_paths`` and ``state_paths``.
-    Images with non-finite activations or presence are left out (logged).
+    Non-finite values (src/neuronaudit/exclusions.py): a neuron whose activations are all NaN (or NaN
+    on more than ``max_nan_fraction`` of the images) and a concept whose presence is, are left out,
+    not the images (constant neurons are kept and counted in the log: no method fails on them); images with no activation (skipped by the
+    extraction) or no presence at all are dropped. Each method's output gets a sidecar
+    ``<method>.excluded.parquet`` listing what was left out and why (also logged and summarised in the
+    provenance ``excluded``). Explanation rows keep the layer's neuron numbering.
     """
     from neuronaudit.io import provenance, write_table
 
     manifest = pd.read_parquet(manifest_path)
     rows = split_rows(manifest, split)
-    acts_all, _ = load_activations(activations_path, manifest, rows)
-    keep = np.isfinite(acts_all).all(axis=1)
-    if not keep.all():
-        log.warning("%d probing images have non-finite activations and are left out", int((~keep).sum()))
-    rows, acts_all = rows[keep], acts_all[keep]
+    acts_all, neuron_names = load_activations(activations_path, manifest, rows)
+    n_layer_neurons = acts_all.shape[1]
+    layer_excl = Exclusions(f"explain {model}/{layer}", log)
+    neuron_idx = np.arange(n_layer_neurons)
+    if any(e["method"] != "import" for e in methods.values()):
+        keep_rows, keep_neurons = finite_columns(
+            acts_all, np.arange(n_layer_neurons), manifest["image_id"].to_numpy()[rows], layer_excl,
+            col_item="neuron", what="activation", max_nan_fraction=max_nan_fraction)
+        if not keep_neurons.any() or not keep_rows.any():
+            raise ValueError(f"{activations_path}: no neuron with finite activations on the {split} images "
+                             f"({layer_excl.summary()}); check the activation extraction")
+        rows, acts_all, neuron_idx = rows[keep_rows], acts_all[keep_rows][:, keep_neurons], np.flatnonzero(keep_neurons)
+        n_constant = int((acts_all.max(axis=0) == acts_all.min(axis=0)).sum())
+        if n_constant:  # kept: no method fails on them, and scoring gives NaN with the reason
+            log.info("%s/%s: %d neuron(s) constant on the %s images; their explanations are arbitrary and score NaN",
+                     model, layer, n_constant, split)
     inputs = _Inputs(rows, manifest["image_id"].to_numpy()[rows], labels_path, concept_models, state_paths,
                      embeddings_paths, presence_paths, vocabularies, device)
     tables = {}
     for name, entry in methods.items():
         t_total = time.perf_counter()
         timer = RuntimeLog(device)
+        excl = Exclusions(f"explain {model}/{layer} {name}", log)
         acts, kwargs, prep = acts_all, {}, 0.0
         if entry["method"] != "import":
+            excl.extend(layer_excl)
             kwargs, prep = inputs.get(entry)
             if "presence" in kwargs:
-                finite = np.isfinite(kwargs["presence"]).all(axis=1)
-                if not finite.all():  # undecodable images have NaN embeddings
-                    log.warning("%s: %d probing images have no presence and are left out", name, int((~finite).sum()))
-                    kwargs = {**kwargs, "presence": kwargs["presence"][finite]}
-                    acts = acts_all[finite]
+                pres = kwargs["presence"]
+                prow, pcol = finite_columns(pres, kwargs["concepts"], inputs.image_ids, excl, col_item="concept",
+                                            what="presence", max_nan_fraction=max_nan_fraction)
+                if not pcol.any() or not prow.any():
+                    raise ValueError(f"{name} on {model}/{layer}: no concept with a finite presence on the {split} "
+                                     f"images ({excl.summary()})")
+                if not (prow.all() and pcol.all()):
+                    kwargs = {**kwargs, "presence": pres[prow][:, pcol],
+                              "concepts": [c for c, k in zip(kwargs["concepts"], pcol, strict=True) if k]}
+                    acts = acts_all[prow]
         n_concepts = len(kwargs.get("concepts") or kwargs.get("class_names") or [])
         with timer.time(name, layer, n_neurons=acts.shape[1]):
             if entry["method"] == "import":
-                table = _import_table(name, entry, import_paths[name], layer, module, acts.shape[1])
+                table = _import_table(name, entry, import_paths[name], layer, module, n_layer_neurons)
             else:
                 with np.errstate(invalid="ignore"):  # LE compares -inf candidate scores
-                    table = generate(name, entry, acts, **kwargs)
+                    table = generate(name, entry, acts, exclusions=excl, **kwargs)
+                table["neuron"] = neuron_idx[table["neuron"].to_numpy()]  # back to the layer's numbering
         seconds = timer.records[-1]["seconds"]
         runtime = {"seconds": seconds, "seconds_inputs": prep, "seconds_total": time.perf_counter() - t_total,
                    "n_neurons": int(acts.shape[1]), "device": device}
         info = provenance(model=model, layer=layer, method=name, entry=dict(entry), split=split,
-                          n_images=int(acts.shape[0]), n_concepts=n_concepts, runtime=runtime, **dict(meta or {}))
+                          n_images=int(acts.shape[0]), n_concepts=n_concepts, runtime=runtime,
+                          n_layer_neurons=int(n_layer_neurons), excluded=excl.summary(), **dict(meta or {}))
         write_table(table, outs[name], info)
-        log.info("%s on %s/%s: %d neurons, %d images, %d concepts; mean length %.2f; %.2f s (+%.2f s inputs)",
-                 name, model, layer, acts.shape[1], acts.shape[0], n_concepts,
-                 table["length"].mean() if len(table) else float("nan"), seconds, prep)
+        excl.write(outs[name])
+        log.info("%s on %s/%s: %d of %d neurons, %d images, %d concepts; mean length %.2f; %.2f s (+%.2f s inputs)"
+                 "; left out: %s", name, model, layer, acts.shape[1], n_layer_neurons, acts.shape[0], n_concepts,
+                 table["length"].mean() if len(table) else float("nan"), seconds, prep, excl.summary() or "nothing")
         tables[name] = table
     return tables
 

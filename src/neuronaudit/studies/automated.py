@@ -17,7 +17,9 @@ constant activations or predictions get NaN with the reason from ``correlation_s
 
 Score table (one row per neuron x method x scorer): model, layer, neuron, method, concept_model, rho,
 reason, length. Tables 1-2 (:func:`automated_tables`): mean ± SEM of rho per (model, layer, method,
-scorer) over the scored neurons, for simple methods (every explanation has l = 1) and complex ones.
+scorer) over the neurons every method scored (``n_common``; each method's own ``n_scored`` and mean
+beside it), for simple methods (every explanation has l = 1) and complex ones. What a stage leaves
+out (all-NaN neurons or concepts, images without data) is counted in ``<output>.excluded.parquet``.
 
 Downstream (:func:`downstream_study`; seed 001 B.9): per class of the dataset, the neuron whose
 explanation text (MiniLM) is closest to the class name, and its ROC-AUC as a one-vs-rest classifier.
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from neuronaudit.aggregation import standard_error
+from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
 from neuronaudit.explanations import Explanation, predicted_matrix
 from neuronaudit.scoring import correlation_scores
 
@@ -46,6 +49,7 @@ __all__ = [
     "scoring_presence",
     "read_scoring_presence",
     "score_layer",
+    "AUTOMATED_COLUMNS",
     "automated_tables",
     "mean_sem",
     "downstream_text",
@@ -62,26 +66,55 @@ def score_table(
     presence: np.ndarray,
     concepts: Sequence[str],
     scorer: str,
+    *,
+    image_ids: Sequence | None = None,
+    exclusions: Exclusions | None = None,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
 ) -> pd.DataFrame:
     """Score every row of an explanation table against ``activations`` (N x K) with one scorer.
 
     ``presence`` (N x T) holds [c_t]_x of the concepts ``concepts`` the scorer knows; rows naming
     other concepts get NaN and a reason. Returns neuron, method, concept_model, rho, reason, length.
+
+    Non-finite values (:func:`neuronaudit.exclusions.finite_columns`): a neuron or concept column that
+    is all NaN (or NaN on more than ``max_nan_fraction`` of the images) is left out, so its rows get
+    NaN and the reason ``neuron left out: ...`` / ``concept left out for <scorer>: ...``; only images
+    with no activation or no presence at all (or NaN in a kept column) are dropped. What was left out
+    is recorded in ``exclusions`` (logged).
     """
+    exclusions = exclusions if exclusions is not None else Exclusions(f"score by {scorer}", log, logging.DEBUG)
+    activations, presence = np.asarray(activations), np.asarray(presence)
     exps = [Explanation.from_dict(s) for s in explanations["structured"]]
-    # images without an activation row (undecodable) or without a presence row (NaN embedding) are
-    # left out of this scorer's correlations, and counted in the log by the caller
-    finite = np.isfinite(activations).all(1) & np.isfinite(presence).all(1)
-    if not finite.all():
-        activations, presence = activations[finite], presence[finite]
+    ids = np.arange(len(activations)) if image_ids is None else np.asarray(image_ids)
+    k = activations.shape[1]
+    rows, neuron_ok = finite_columns(activations, np.arange(k), ids, exclusions, col_item="neuron",
+                                     what="activation", max_nan_fraction=max_nan_fraction)
+    prow, concept_ok = finite_columns(presence[rows], list(concepts), ids[rows], exclusions, col_item="concept",
+                                      what=f"{scorer} presence", max_nan_fraction=max_nan_fraction)
+    rows[rows] = prow
+    activations, presence = activations[rows], presence[rows][:, concept_ok]
+    neuron_reason = exclusions.reasons("neuron")
+    concept_reason = exclusions.reasons("concept")
+    concepts = [c for c, ok in zip(concepts, concept_ok, strict=True) if ok]
     known = set(concepts)
-    unknown = [[c for c in e.concepts() if c not in known] for e in exps]
-    ok = np.array([not u for u in unknown], dtype=bool)
-    rho = np.full(len(exps), np.nan)
-    reason = np.array([f"concept unknown to {scorer}: {u[:5]}" if u else "" for u in unknown], dtype=object)
     neurons = explanations["neuron"].to_numpy(np.int64)
-    if ok.any():
-        pred = predicted_matrix([e for e, k in zip(exps, ok, strict=True) if k], list(concepts), presence)
+    reason = np.empty(len(exps), dtype=object)
+    ok = np.zeros(len(exps), dtype=bool)
+    for i, (e, nk) in enumerate(zip(exps, neurons, strict=True)):  # reasons per explanation row, not per image
+        named = e.concepts()
+        left_out = [c for c in named if c in concept_reason]
+        unknown = [c for c in named if c not in known and c not in concept_reason]
+        if not (0 <= nk < k) or not neuron_ok[nk]:
+            reason[i] = f"neuron left out: {neuron_reason.get(str(nk), 'not in the activations')}"
+        elif left_out:
+            reason[i] = f"concept left out for {scorer}: {left_out[:5]} ({concept_reason[left_out[0]]})"
+        elif unknown:
+            reason[i] = f"concept unknown to {scorer}: {unknown[:5]}"
+        else:
+            reason[i], ok[i] = "", True
+    rho = np.full(len(exps), np.nan)
+    if ok.any() and len(activations):
+        pred = predicted_matrix([e for e, g in zip(exps, ok, strict=True) if g], concepts, presence)
         res = correlation_scores(activations, pred, pairing=neurons[ok])
         rho[ok] = res.rho
         reason[ok] = res.reason
@@ -171,6 +204,7 @@ def score_layer(
     model: str = "",
     layer: str = "",
     meta: Mapping[str, Any] | None = None,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
 ) -> dict[str, pd.DataFrame]:
     """The score rule: every explanation file of one (model, layer) x every scorer, on ``split``.
 
@@ -193,21 +227,25 @@ def score_layer(
         pres, known = (label_matrix(labels[labels["concept"].isin(known)], image_ids) if known
                        else (np.zeros((len(rows), 0), np.float32), []))
         scorers = {LABEL_SCORER: (pres, known), **scorers}
-    for name, (pres, _) in scorers.items():
-        dropped = int((~(np.isfinite(acts).all(1) & np.isfinite(pres).all(1))).sum())
-        if dropped:
-            log.warning("%s/%s: %d of %d %s images have no activation or %s presence; left out",
-                        model, layer, dropped, len(rows), split, name)
+    excl = Exclusions(f"score {model}/{layer}", log)
+    parts: dict[str, list[pd.DataFrame]] = {m: [] for m in tables}
+    for name, (pres, known) in scorers.items():
+        scorer_excl = Exclusions(f"score {model}/{layer} by {name}", log)  # logged once per scorer
+        for i, (method, table) in enumerate(tables.items()):
+            parts[method].append(score_table(table, acts, pres, known, name, image_ids=image_ids,
+                                             exclusions=scorer_excl if i == 0 else None,
+                                             max_nan_fraction=max_nan_fraction))
+        excl.extend(scorer_excl)
     out = {}
-    for method, table in tables.items():
-        parts = [score_table(table, acts, pres, known, name) for name, (pres, known) in scorers.items()]
-        scores = pd.concat(parts, ignore_index=True)
+    for method in tables:
+        scores = pd.concat(parts[method], ignore_index=True)
         scores.insert(0, "layer", layer)
         scores.insert(0, "model", model)
         scores = scores[SCORE_COLUMNS]
         info = provenance(model=model, layer=layer, method=method, split=split, n_images=int(len(rows)),
-                          scorers=list(scorers), **dict(meta or {}))
+                          scorers=list(scorers), excluded=excl.summary(), **dict(meta or {}))
         write_table(scores, outs[method], info)
+        excl.write(outs[method])
         for scorer, g in scores.groupby("concept_model", sort=False):
             log.info("%s/%s %s scored by %s: mean rho %.4f over %d neurons (%d NaN)", model, layer, method, scorer,
                      g["rho"].mean(), g["rho"].notna().sum(), g["rho"].isna().sum())
@@ -230,26 +268,48 @@ def _fmt(mean: float, sem: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {sem:.{digits}f}" if np.isfinite(sem) else f"{mean:.{digits}f}"
 
 
+AUTOMATED_COLUMNS = ["model", "layer", "method", "concept_model", "n_neurons", "n_scored", "n_nan", "n_common",
+                     "n_methods", "mean", "sem", "mean_pm_sem", "mean_scored", "sem_scored", "compared_on",
+                     "mean_length", "max_length"]
+
+
 def automated_tables(scores: pd.DataFrame, digits: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tables 1 and 2 from score rows: (simple methods, complex methods).
 
     A method is simple on a layer when every explanation it gave has length 1 (the paper's l = 1
     baselines: CLIP-Dissect, LE l=1, INVERT l=1, ...), complex otherwise (LE, INVERT l=3, CCE ...).
-    Columns: model, layer, method, concept_model, n_neurons, n_scored, n_nan, mean, sem,
-    mean_pm_sem ("mean ± sem"), mean_length, max_length.
+
+    Methods are compared on the same neurons: ``mean``, ``sem``, ``mean_pm_sem`` are over the
+    ``n_common`` neurons that every method of the (model, layer, scorer), in both tables, scored
+    (finite rho); a mean over each method's own scored neurons would average different subsets.
+    ``n_scored`` / ``n_nan`` and ``mean_scored`` / ``sem_scored`` are each method's own;
+    ``compared_on`` says which subset the mean is over. Columns: :data:`AUTOMATED_COLUMNS`.
     """
     rows = []
-    for (model, layer, method, scorer), g in scores.groupby(["model", "layer", "method", "concept_model"], sort=True):
-        mean, sem = mean_sem(g["rho"].to_numpy())
-        rows.append({
-            "model": model, "layer": layer, "method": method, "concept_model": scorer,
-            "n_neurons": int(len(g)), "n_scored": int(g["rho"].notna().sum()), "n_nan": int(g["rho"].isna().sum()),
-            "mean": mean, "sem": sem, "mean_pm_sem": _fmt(mean, sem, digits),
-            "mean_length": float(g["length"].mean()), "max_length": int(g["length"].max()),
-        })
-    cols = ["model", "layer", "method", "concept_model", "n_neurons", "n_scored", "n_nan", "mean", "sem",
-            "mean_pm_sem", "mean_length", "max_length"]
-    summary = pd.DataFrame(rows, columns=cols)
+    for (model, layer, scorer), grp in scores.groupby(["model", "layer", "concept_model"], sort=True):
+        scored = grp.pivot_table(index="neuron", columns="method", values="rho", aggfunc="first", dropna=False)
+        scored = scored.reindex(columns=sorted(grp["method"].unique()))
+        finite = np.isfinite(scored.to_numpy(dtype=np.float64))
+        common = scored.index[finite.all(axis=1)]
+        methods = list(scored.columns)
+        note = (f"the {len(common)} neurons scored by all {len(methods)} methods" if len(methods) > 1
+                else "the neurons scored (one method)")
+        if len(methods) > 1 and len(common) < scored.shape[0]:
+            log.warning("%s/%s scored by %s: methods compared on the %d of %d neurons every method scored "
+                        "(n_scored per method: %s)", model, layer, scorer, len(common), scored.shape[0],
+                        dict(zip(methods, finite.sum(axis=0).tolist(), strict=True)))
+        for method, g in grp.groupby("method", sort=True):
+            own_mean, own_sem = mean_sem(g["rho"].to_numpy())
+            mean, sem = mean_sem(g.loc[g["neuron"].isin(common), "rho"].to_numpy())
+            rows.append({
+                "model": model, "layer": layer, "method": method, "concept_model": scorer,
+                "n_neurons": int(len(g)), "n_scored": int(g["rho"].notna().sum()), "n_nan": int(g["rho"].isna().sum()),
+                "n_common": int(len(common)), "n_methods": len(methods),
+                "mean": mean, "sem": sem, "mean_pm_sem": _fmt(mean, sem, digits),
+                "mean_scored": own_mean, "sem_scored": own_sem, "compared_on": note,
+                "mean_length": float(g["length"].mean()), "max_length": int(g["length"].max()),
+            })
+    summary = pd.DataFrame(rows, columns=AUTOMATED_COLUMNS)
     simple = summary["max_length"] <= 1
     return summary[simple].reset_index(drop=True), summary[~simple].reset_index(drop=True)
 
@@ -276,6 +336,10 @@ def downstream_text(structured: Mapping | str) -> str:
     return Explanation("compositional", {"formula": top["formula"]}).to_text()
 
 
+DOWNSTREAM_COLUMNS = ["model", "layer", "method", "n_classes", "n_classes_used", "n_classes_excluded",
+                      "excluded_reason", "n_distinct_neurons", "mean_auc", "sem", "mean_pm_sem", "mean_similarity"]
+
+
 def downstream_study(
     explanation_paths: Sequence,
     activation_paths: Mapping[tuple[str, str], Any],
@@ -287,6 +351,11 @@ def downstream_study(
     device: str = "cpu",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 5: per-class rows and the mean AUC per (model, layer, method).
+
+    A class with no positive (or no negative) image in ``split`` has no AUC: its row keeps
+    ``auc`` = NaN and says why in ``excluded_reason``; the summary's ``mean_auc`` is over the
+    ``n_classes_used`` classes, with ``n_classes_excluded`` and ``excluded_reason`` (reason: count).
+    Neurons whose activations are all NaN are not matched to classes (logged).
 
     ``explanation_paths``: explanation tables of the target models' layers (model and layer are read
     from each file's metadata); ``activation_paths``: {(model, layer): activation file}.
@@ -311,29 +380,59 @@ def downstream_study(
     index = {x: i for i, x in enumerate(unique)}
     unique_emb = encode_texts(unique, model=text_model, device=device)
     log.info("downstream: %d explanation files, %d distinct texts embedded", len(tables), len(unique))
-    acts_cache: dict[tuple[str, str], np.ndarray] = {}
+    acts_cache: dict[tuple[str, str], tuple] = {}
     parts = []
     for meta, table, tt in zip(metas, tables, texts, strict=True):
         key = (meta["model"], meta["layer"])
         if key not in acts_cache:
-            acts_cache[key] = load_activations(activation_paths[key], manifest, rows)[0]
-        emb = unique_emb[[index[x] for x in tt]]
-        acts = acts_cache[key]
-        ok = np.isfinite(acts).all(1)  # images the extraction skipped are left out
-        per = downstream_auc(emb, class_emb, acts[ok], cls[ok], class_names,
-                             neurons=table["neuron"].to_numpy(), method=meta["method"])
+            # NaN policy of exclusions.finite_columns: all-NaN neurons are left out, not the images
+            acts = load_activations(activation_paths[key], manifest, rows)[0]
+            excl = Exclusions(f"downstream {key[0]}/{key[1]}", log)
+            keep, neuron_ok = finite_columns(acts, np.arange(acts.shape[1]), manifest["image_id"].to_numpy()[rows],
+                                             excl, col_item="neuron", what="activation")
+            pos = np.bincount(cls[keep], minlength=len(class_names))
+            class_reason = np.where(pos == 0, f"no positive {split} image",
+                                    np.where(pos == keep.sum(), f"no negative {split} image", ""))
+            excl.add("class", np.asarray(class_names, dtype=object)[class_reason != ""],
+                     f"no positive or no negative {split} image: AUC undefined")
+            acts_cache[key] = (acts[keep], cls[keep], neuron_ok, class_reason)
+        acts, cls_kept, neuron_ok, class_reason = acts_cache[key]
+        neurons = table["neuron"].to_numpy()
+        usable = (neurons >= 0) & (neurons < len(neuron_ok))
+        usable[usable] = neuron_ok[neurons[usable]]
+        if not usable.all():
+            log.warning("downstream %s/%s %s: %d explanation(s) of left-out neurons not matched to classes",
+                        key[0], key[1], meta["method"], int((~usable).sum()))
+        if not usable.any():
+            log.warning("downstream %s/%s %s: no explanation of a usable neuron; method skipped", *key,
+                        meta["method"])
+            continue
+        tt_ok = [x for x, u in zip(tt, usable, strict=True) if u]
+        emb = unique_emb[[index[x] for x in tt_ok]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per = downstream_auc(emb, class_emb, acts, cls_kept, class_names, neurons=neurons[usable],
+                                 method=meta["method"])
+        per.loc[class_reason != "", "auc"] = np.nan
+        per["excluded_reason"] = class_reason
         per.insert(0, "layer", key[1])
         per.insert(0, "model", key[0])
-        per["explanation"] = [tt[i] for i in pd.Index(table["neuron"]).get_indexer(per["neuron"])]
+        per["explanation"] = [tt_ok[i] for i in pd.Index(neurons[usable]).get_indexer(per["neuron"])]
         parts.append(per)
     per_class = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["model", "layer", "method", "class", "neuron", "similarity", "auc", "explanation"])
+        columns=["model", "layer", "method", "class", "neuron", "similarity", "auc", "excluded_reason", "explanation"])
     summary_rows = []
     for (model, layer, method), g in per_class.groupby(["model", "layer", "method"], sort=True):
         mean, sem = mean_sem(g["auc"].to_numpy())
+        used = np.isfinite(g["auc"].to_numpy(np.float64))
+        reasons = g.loc[~used, "excluded_reason"].replace("", "AUC undefined (constant neuron)").value_counts()
         summary_rows.append({"model": model, "layer": layer, "method": method, "n_classes": int(len(g)),
+                             "n_classes_used": int(used.sum()), "n_classes_excluded": int((~used).sum()),
+                             "excluded_reason": "; ".join(f"{r}: {c}" for r, c in reasons.items()),
                              "n_distinct_neurons": int(g["neuron"].nunique()), "mean_auc": mean, "sem": sem,
                              "mean_pm_sem": _fmt(mean, sem), "mean_similarity": float(g["similarity"].mean())})
-    summary = pd.DataFrame(summary_rows, columns=["model", "layer", "method", "n_classes", "n_distinct_neurons",
-                                                  "mean_auc", "sem", "mean_pm_sem", "mean_similarity"])
+    summary = pd.DataFrame(summary_rows, columns=DOWNSTREAM_COLUMNS)
+    for r in summary.itertuples():
+        if r.n_classes_excluded:
+            log.warning("downstream %s/%s %s: mean AUC over %d of %d classes (%s)", r.model, r.layer, r.method,
+                        r.n_classes_used, r.n_classes, r.excluded_reason)
     return per_class, summary

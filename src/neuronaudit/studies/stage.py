@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from neuronaudit.data.datasets import labels_matrix
+from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
 from neuronaudit.io import read_matrix, read_table, write_table
 from neuronaudit.sampling import summarise_rce
 from neuronaudit.studies.setting1 import (
@@ -80,7 +81,8 @@ PAIR_COLUMNS = ["pair_id", "model", "layer", "neuron", "concept", "rho", "kind",
 
 @dataclass
 class ProbingSet:
-    """D for one (model, layer): activations (N, K), ground truth (N, T), guides name -> (N, T)."""
+    """D for one (model, layer): activations (N, K), ground truth (N, T), guides name -> (N, T);
+    ``excluded``: the images, neurons and concepts left out and why (exclusions.Exclusions)."""
 
     image_ids: np.ndarray
     acts: np.ndarray
@@ -88,6 +90,7 @@ class ProbingSet:
     y: np.ndarray
     concepts: list[str]
     guides: dict[str, np.ndarray]
+    excluded: Exclusions = field(default_factory=lambda: Exclusions("probing set"))
 
 
 def _split_ids(manifest: str | pd.DataFrame, split: str) -> pd.Index:
@@ -109,11 +112,17 @@ def load_probing_set(
     presence: Mapping[str, str],
     split: str = "val",
     min_positives: int = 5,
+    max_nan_fraction: float = MAX_NAN_FRACTION,
 ) -> ProbingSet:
     """Align activations, ground-truth labels and each guide's presence on D (module docstring).
 
-    Guide rows that are missing or not finite (an image the concept model could not decode) are set
-    to 0: MG-IS mixes in gamma * p, so q stays positive there; the count is logged.
+    Left out, never silently (``ProbingSet.excluded``, logged): neurons that are all NaN, NaN on more
+    than ``max_nan_fraction`` of D, or constant on D (no correlation to estimate); images with no
+    finite activation; concepts a guide does not score, with fewer than ``min_positives`` positives
+    or no negative in D, and concepts whose guide column is all NaN (or mostly NaN) or zero on every
+    image (MG-IS's q_model would be 0 / 0). Remaining guide cells that are missing or not finite (an
+    image the concept model could not decode) are set to 0: MG-IS mixes in gamma * p, so q stays
+    positive there; the count is logged.
     """
     split_ids = _split_ids(manifest, split)
     act = read_matrix(activations, ["activation"])
@@ -124,6 +133,14 @@ def load_probing_set(
         raise ValueError(f"{activations}: no activation rows for split {split!r}")
     acts = np.asarray(act["activation"][keep], dtype=np.float64)
     neurons = [str(c) for c in (act.columns or range(acts.shape[1]))]
+    excl = Exclusions(f"probing set {split} of {activations}", log)
+    rows_ok, neuron_ok = finite_columns(acts, neurons, list(ids), excl, col_item="neuron", what="activation",
+                                        max_nan_fraction=max_nan_fraction, drop_constant=True)
+    if not neuron_ok.any():
+        raise ValueError(f"{activations}: no neuron with finite, varying activations on {split!r} "
+                         f"({excl.summary()})")
+    ids, acts = ids[rows_ok], acts[rows_ok][:, neuron_ok]
+    neurons = [n for n, k in zip(neurons, neuron_ok, strict=True) if k]
 
     lab = read_table(labels) if not isinstance(labels, pd.DataFrame) else labels
     lab = lab[lab["image_id"].astype(str).isin(ids)]
@@ -132,36 +149,62 @@ def load_probing_set(
     for name, path in presence.items():
         mat = read_matrix(path, ["probability"])
         cols = [str(c) for c in (mat.columns or [])]
-        concepts = [c for c in concepts if c in set(cols)]
+        have = set(cols)
+        excl.add("concept", [c for c in concepts if c not in have], f"not scored by the guide {name}")
+        concepts = [c for c in concepts if c in have]
         guide_mats[name] = (mat, cols)
     y, concepts = labels_matrix(lab, list(ids), concepts)
     pos = y.sum(axis=0)
+    names = np.asarray(concepts, dtype=object)
+    excl.add("concept", names[pos == 0], "no positive image in D", logging.INFO)
+    excl.add("concept", names[(pos > 0) & (pos < min_positives)],
+             f"fewer than min_positives = {min_positives} positive images in D", logging.INFO)
+    excl.add("concept", names[(pos >= min_positives) & (pos == len(ids))], "no negative image in D", logging.INFO)
     usable = (pos >= min_positives) & (pos < len(ids))
-    y, concepts = y[:, usable], [c for c, u in zip(concepts, usable, strict=True) if u]
-    if not concepts:
-        raise ValueError(
-            f"no concept has >= {min_positives} positives and a negative in D ({len(ids)} images)"
-        )
 
-    guides = {}
+    raw = {}
     for name, (mat, cols) in guide_mats.items():
         pos_of = pd.Index(mat.image_ids.astype(str)).get_indexer(ids)
         col_of = pd.Index(cols).get_indexer(concepts)
-        g = np.zeros((len(ids), len(concepts)))
+        g = np.full((len(ids), len(concepts)), np.nan)
         have = pos_of >= 0
         g[have] = mat["probability"][pos_of[have]][:, col_of]
+        # a guide column that is (mostly) NaN or 0 everywhere cannot guide MG-IS: leave the concept out
+        nan_frac = 1.0 - np.isfinite(g[have]).mean(axis=0) if have.any() else np.ones(len(concepts))
+        all_nan = usable & (nan_frac >= 1.0)
+        excl.add("concept", names[all_nan], f"guide {name}: all NaN")
+        mostly = usable & ~all_nan & (nan_frac > max_nan_fraction)
+        excl.add("concept", names[mostly], f"guide {name}: NaN on more than {max_nan_fraction:g} of D")
+        usable &= ~(all_nan | mostly)
+        zero = usable & ~(np.nan_to_num(g, nan=0.0) > 0).any(axis=0)
+        excl.add("concept", names[zero], f"guide {name}: probability 0 on every image of D (MG-IS undefined)")
+        usable &= ~zero
+        raw[name] = (g, have)
+    y, concepts = y[:, usable], [c for c, u in zip(concepts, usable, strict=True) if u]
+    log.info("probing set %s: %d images, %d of %d neurons, %d concepts kept; left out: %s", split, len(ids),
+             len(neurons), len(neuron_ok), len(concepts), excl.summary() or "nothing")
+    if not concepts:
+        raise ValueError(
+            f"no concept has >= {min_positives} positives and a negative in D ({len(ids)} images) and a usable "
+            f"guide; left out: {excl.summary()}"
+        )
+
+    guides = {}
+    for name, (g, have) in raw.items():
+        g = g[:, usable]
         bad = ~np.isfinite(g)
-        n_bad_rows = int((~have).sum() + bad.any(axis=1)[have].sum())
+        n_bad_rows = int(bad.any(axis=1).sum())
         if n_bad_rows:
             log.warning(
-                "guide %s: %d of %d images without a finite presence row; set to 0",
+                "guide %s: %d of %d images without a finite presence row (%d not in the file); set to 0",
                 name,
                 n_bad_rows,
                 len(ids),
+                int((~have).sum()),
             )
         g[bad] = 0.0
         guides[name] = np.clip(g, 0.0, 1.0)
-    return ProbingSet(np.asarray(ids), acts, neurons, y, concepts, guides)
+    return ProbingSet(np.asarray(ids), acts, neurons, y, concepts, guides, excl)
 
 
 def _layer_rng(seed: int, model: str, layer: str) -> np.random.Generator:
@@ -201,6 +244,8 @@ def layer_pairs(
         neuron_names=[ps.neurons[i] for i in cols],
         concept_names=ps.concepts,
     )
+    no_pair = np.setdiff1d(np.arange(len(cols)), pairs.loc[pairs["kind"] == "best", "neuron_idx"].to_numpy())
+    ps.excluded.add("neuron", [ps.neurons[cols[i]] for i in no_pair], "no concept with a finite correlation on D")
     pairs.insert(0, "layer", layer)
     pairs.insert(0, "model", model)
     eligible = np.flatnonzero(pairs["rho"].abs().to_numpy() >= floor)
@@ -217,15 +262,21 @@ def study_pairs(
     *,
     split: str = "val",
     min_positives: int = 5,
+    exclusions: Exclusions | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
-    """pairs.parquet: ``layer_pairs`` for every target (model, layer), with a global ``pair_id``."""
+    """pairs.parquet: ``layer_pairs`` for every target (model, layer), with a global ``pair_id``.
+
+    ``exclusions`` collects what each layer's probing set left out (for the sidecar of pairs.parquet).
+    """
     lab = read_table(labels)
     man = read_table(manifest, columns=["image_id", "split"])
     frames = []
     for (model, layer), path in activations.items():
         ps = load_probing_set(man, lab, path, presence, split=split, min_positives=min_positives)
         p = layer_pairs(ps, model, layer, **kwargs)
+        if exclusions is not None:
+            exclusions.extend(ps.excluded)
         log.info(
             "%s/%s: %d neurons, %d concepts, %d pairs (%d best, %d random, %d for Setting 2)",
             model,
@@ -499,5 +550,12 @@ def write_csv_tables(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str
         tables[name].round(digits).to_csv(path, index=False)
 
 
-def write_study_table(df: pd.DataFrame, path: str, meta: dict[str, Any] | None = None) -> None:
+def write_study_table(df: pd.DataFrame, path: str, meta: dict[str, Any] | None = None,
+                      excluded: Exclusions | None = None) -> None:
+    """Write a study table; with ``excluded``, also its ``<stem>.excluded.parquet`` sidecar and the
+    ``excluded`` summary in the metadata."""
+    if excluded is not None:
+        meta = {**(meta or {}), "excluded": excluded.summary()}
     write_table(df.reset_index(drop=True), path, meta=meta)
+    if excluded is not None:
+        excluded.write(path)
