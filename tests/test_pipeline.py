@@ -100,6 +100,20 @@ def test_library_change_reruns_the_stages_that_use_it(tiny_run):
     assert _planned_rules(tiny_run) == {}
 
 
+def test_transitively_imported_module_change_reruns_the_stage(tiny_run):
+    """aggregation.py is imported by the scoring stage only through studies/automated.py: no list names it."""
+    mod = tiny_run / "src" / "neuronaudit" / "aggregation.py"
+    original = mod.read_text()
+    mod.write_text(original + "\n# a change\n")
+    try:
+        planned = _planned_rules(tiny_run)
+        assert "score_explanations" in planned and "setting2" in planned
+        assert "build_dataset" not in planned and "extract_activations_lite0" not in planned
+    finally:
+        mod.write_text(original)
+    assert _planned_rules(tiny_run) == {}
+
+
 def test_invalid_config_fails_before_any_job_naming_the_key(tmp_path):
     bad = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
     bad["activations"] = {"batch_size": "many"}

@@ -13,7 +13,7 @@ rule train_small_cnn:
     threads: workflow.cores
     params:
         model=lambda wc: model_spec(wc.model),
-        code=code_version("activations/train.py", "data"),
+        code=script_code("train_small_cnn.py"),
     script:
         "../scripts/train_small_cnn.py"
 
@@ -42,6 +42,6 @@ for _model in config["models"]:
             model=model_spec(_model),
             settings=canon(config["activations"]),
             device=device(),
-            code=code_version("activations", "data/images.py"),
+            code=script_code("extract_activations.py"),
         script:
             "../scripts/extract_activations.py"

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from neuronaudit.activations.catalog import check_names
+from neuronaudit.codehash import code_hash
 from neuronaudit.config import ConfigError, validate_config
 
 try:
@@ -35,20 +36,14 @@ wildcard_constraints:
     backbone=r"[A-Za-z0-9_-]+",
 
 
-def code_version(*parts):
-    """Hash of the library modules a stage runs (docs/caching.md): a change reruns that stage.
+def script_code(script):
+    """Hash of the library code a script runs: its whole import closure (docs/caching.md).
 
-    Snakemake reruns a job when its params change; library code is not a script, so each rule
-    passes this hash as a param. ``parts`` are paths under src/neuronaudit (files or folders).
+    Snakemake reruns a job when its params change; library modules are not the script, so each rule
+    passes this hash as its ``code`` param. The modules are found from the script's imports
+    (transitively, lazy imports included), so no list is kept by hand.
     """
-    h = hashlib.sha256()
-    for part in ("io.py",) + parts:
-        p = LIB / part
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(f.relative_to(LIB).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    return code_hash([Path(workflow.basedir) / "workflow" / "scripts" / script], LIB)
 
 
 def canon(obj):

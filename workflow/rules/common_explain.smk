@@ -9,24 +9,6 @@ wildcard_constraints:
 EXPLAIN = config["explain"]
 SCORING = EXPLAIN["scoring"]
 DOWNSTREAM = config["downstream"]
-EXPLAIN_CODE = code_version(
-    "explainers",
-    "explanations.py",
-    "scoring.py",
-    "concepts",
-    "text.py",
-    "data/vocabularies.py",
-    "data/datasets.py",
-)
-SCORE_CODE = code_version(
-    "studies/automated.py",
-    "explainers",
-    "explanations.py",
-    "scoring.py",
-    "concepts",
-    "text.py",
-    "data/datasets.py",
-)
 
 
 def explain_method_spec(method):

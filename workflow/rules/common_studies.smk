@@ -1,13 +1,4 @@
 # Helpers and input functions of studies.smk; no rules.
-STUDY_CODE = (
-    "studies",
-    "sampling.py",
-    "scoring.py",
-    "aggregation.py",
-    "data/datasets.py",
-)
-
-
 wildcard_constraints:
     sweep=r"gamma|alpha",
 

@@ -1,8 +1,11 @@
 def _snakemake_rebuilds(path):
     """Whether Snakemake will rebuild ``path`` because its params changed: the ``params`` rerun
-    trigger is on and it holds the record of the run that made the file (unknown -> True)."""
+    trigger is on and it holds the record of the run that made the file (unknown -> True).
+    """
     try:
-        if "params" not in {getattr(t, "name", str(t)).lower() for t in workflow.rerun_triggers}:
+        if "params" not in {
+            getattr(t, "name", str(t)).lower() for t in workflow.rerun_triggers
+        }:
             return False
     except Exception:
         return True
@@ -34,8 +37,11 @@ def dataset_guard(wildcards):
     except DatasetSpecMismatch as exc:
         if not _snakemake_rebuilds(manifest):
             raise WorkflowError(str(exc)) from None
-        print(f"Note: the config's dataset block differs from the one {manifest} was built from; "
-              "it is rebuilt and everything after it reruns.", file=sys.stderr)
+        print(
+            f"Note: the config's dataset block differs from the one {manifest} was built from; "
+            "it is rebuilt and everything after it reruns.",
+            file=sys.stderr,
+        )
     except Exception:  # an unreadable manifest is rebuilt by its job, not refused here
         pass
     return {}
@@ -56,6 +62,6 @@ rule build_dataset:
         "../../envs/neuronaudit.yaml"
     params:
         dataset=canon(config["dataset"]),
-        code=code_version("data"),
+        code=script_code("build_dataset.py"),
     script:
         "../scripts/build_dataset.py"

@@ -15,7 +15,7 @@ rule image_features:
         model=lambda wc: backbone_spec(wc.backbone),
         settings=canon(config["embedding"]),
         device=device(),
-        code=code_version("activations", "data/images.py"),
+        code=script_code("image_features.py"),
     script:
         "../scripts/image_features.py"
 
@@ -37,9 +37,7 @@ rule embed_images:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         settings=canon(config["embedding"]),
         device=device(),
-        code=code_version(
-            "concepts", "text.py", "data/images.py", "activations/models.py"
-        ),
+        code=script_code("embed_images.py"),
     script:
         "../scripts/embed_images.py"
 
@@ -60,7 +58,7 @@ rule fit_concept_model:
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         grid=canon(config["calibration"]),
-        code=code_version("concepts", "text.py", "data/datasets.py"),
+        code=script_code("fit_concept_model.py"),
     script:
         "../scripts/fit_concept_model.py"
 
@@ -82,6 +80,6 @@ rule presence:
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         vocabulary=lambda wc: vocabulary_spec(wc.vocabulary),
-        code=code_version("concepts", "text.py", "data/vocabularies.py"),
+        code=script_code("presence.py"),
     script:
         "../scripts/presence.py"

@@ -23,7 +23,7 @@ rule explain_similarity:
         settings=similarity_settings,
         split=EXPLAIN["split"],
         device=device(),
-        code=EXPLAIN_CODE,
+        code=script_code("explain_similarity.py"),
     script:
         "../scripts/explain_similarity.py"
 
@@ -46,7 +46,7 @@ rule explain:
         explain=explain_params,
         split=EXPLAIN["split"],
         device=device(),
-        code=EXPLAIN_CODE,
+        code=script_code("explain_neurons.py"),
     script:
         "../scripts/explain_neurons.py"
 
@@ -71,7 +71,7 @@ rule import_explanations:
         entry=lambda wc: explain_method_spec(wc.method),
         module=lambda wc: model_spec(wc.model)["layers"][wc.layer],
         split=EXPLAIN["split"],
-        code=EXPLAIN_CODE,
+        code=script_code("explain_import.py"),
     script:
         "../scripts/explain_import.py"
 
@@ -97,7 +97,7 @@ rule scoring_presence:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         split=SCORING["split"],
         device=device(),
-        code=SCORE_CODE,
+        code=script_code("score_presence.py"),
     script:
         "../scripts/score_presence.py"
 
@@ -117,7 +117,7 @@ rule score_explanations:
         methods=GENERATED,
         labels=SCORING["labels"],
         split=SCORING["split"],
-        code=SCORE_CODE,
+        code=script_code("score_explanations.py"),
     script:
         "../scripts/score_explanations.py"
 
@@ -139,7 +139,7 @@ rule score_imported:
         methods=lambda wc: [wc.method],
         labels=SCORING["labels"],
         split=SCORING["split"],
-        code=SCORE_CODE,
+        code=script_code("score_explanations.py"),
     script:
         "../scripts/score_explanations.py"
 
@@ -157,7 +157,7 @@ rule table_automated:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=SCORE_CODE,
+        code=script_code("table_automated.py"),
     script:
         "../scripts/table_automated.py"
 
@@ -174,7 +174,7 @@ rule table_runtime:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=EXPLAIN_CODE,
+        code=script_code("table_runtime.py"),
     script:
         "../scripts/table_runtime.py"
 
@@ -198,6 +198,6 @@ rule downstream:
         activations=downstream_activations(),
         split=DOWNSTREAM["split"],
         text_model=DOWNSTREAM["text_model"],
-        code=SCORE_CODE,
+        code=script_code("downstream.py"),
     script:
         "../scripts/downstream.py"

@@ -14,11 +14,11 @@ rule figures:
         setting2=f"{RESULTS}/figures/setting2_cost.png",
         table1=f"{RESULTS}/figures/table1_automated.png",
         table2=f"{RESULTS}/figures/table2_complex.png",
-    conda:
-        "../../envs/neuronaudit.yaml"
     log:
         f"logs/{STUDY}/figures.log",
+    conda:
+        "../../envs/neuronaudit.yaml"
     params:
-        code=code_version("report"),
+        code=script_code("figures.py"),
     script:
         "../scripts/figures.py"

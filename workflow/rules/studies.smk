@@ -28,7 +28,7 @@ rule study_pairs:
         guides=list(dict.fromkeys(study_guides() + setting2_priors())),
         sampling=pair_settings(),
         setting2_pairs=config["setting2"]["pairs_per_layer"],
-        code=code_version(*STUDY_CODE),
+        code=script_code("study_pairs.py"),
     script:
         "../scripts/study_pairs.py"
 
@@ -47,7 +47,7 @@ rule setting1:
     params:
         study="main",
         settings=setting1_settings("main"),
-        code=code_version(*STUDY_CODE),
+        code=script_code("setting1.py"),
     script:
         "../scripts/setting1.py"
 
@@ -66,7 +66,7 @@ rule setting1_sweep:
     params:
         study=lambda wc: wc.sweep,
         settings=lambda wc: setting1_settings(wc.sweep),
-        code=code_version(*STUDY_CODE),
+        code=script_code("setting1.py"),
     script:
         "../scripts/setting1.py"
 
@@ -81,7 +81,7 @@ rule gather_setting1:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=code_version(*STUDY_CODE),
+        code=script_code("study_gather.py"),
     script:
         "../scripts/study_gather.py"
 
@@ -96,7 +96,7 @@ rule gather_sweep:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=code_version(*STUDY_CODE),
+        code=script_code("study_gather.py"),
     script:
         "../scripts/study_gather.py"
 
@@ -123,7 +123,7 @@ rule setting2:
         probing={
             k: config["sampling"][k] for k in ("split", "vocabulary", "min_positives")
         },
-        code=code_version(*STUDY_CODE, "raters.py"),
+        code=script_code("setting2.py"),
     script:
         "../scripts/setting2.py"
 
@@ -138,7 +138,7 @@ rule gather_setting2:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=code_version(*STUDY_CODE),
+        code=script_code("study_gather.py"),
     script:
         "../scripts/study_gather.py"
 
@@ -159,6 +159,6 @@ rule study_tables:
         floor=config["sampling"]["floor"],
         table_n=config["sampling"]["table_n"],
         beta=config["setting2"]["beta"],
-        code=code_version(*STUDY_CODE),
+        code=script_code("study_tables.py"),
     script:
         "../scripts/study_tables.py"
