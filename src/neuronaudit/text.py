@@ -12,6 +12,7 @@ model hub: a model is either that package's directory or a local sentence-transf
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,11 +56,60 @@ def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
     return SentenceTransformer(str(text_model_dir(model)), device=device)
 
 
+def embedding_cache_dir() -> Path | None:
+    """Where text embeddings are kept between jobs: ``$NEURONAUDIT_CACHE`` (``off`` disables it), else
+    ``$XDG_CACHE_HOME/neuronaudit`` or ``~/.cache/neuronaudit``."""
+    env = os.environ.get("NEURONAUDIT_CACHE")
+    if env is not None and env.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuronaudit"
+
+
+def _cache_key(texts: list[str], model: str) -> str:
+    """Content key: the model's weights file (path, size, mtime) and the exact texts, in order."""
+    folder = text_model_dir(model)
+    weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), folder)
+    st = weights.stat()
+    h = hashlib.sha256(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:32]
+
+
 def encode_texts(
-    texts: Sequence[str], model: str = DEFAULT_TEXT_MODEL, batch_size: int = 256, device: str = "cpu"
+    texts: Sequence[str], model: str = DEFAULT_TEXT_MODEL, batch_size: int = 256, device: str = "cpu", cache: bool = True
 ) -> np.ndarray:
-    """L2-normalised sentence embeddings, (len(texts), 384) float32 for MiniLM; row i embeds texts[i]."""
+    """L2-normalised sentence embeddings, (len(texts), 384) float32 for MiniLM; row i embeds texts[i].
+
+    Results are kept in :func:`embedding_cache_dir` keyed by the model file and the texts, so the
+    many jobs that embed the same 1,000 ImageNet class names (every ConSE job) load them in
+    milliseconds instead of importing sentence-transformers and encoding again (~10 s each).
+    """
     texts = [str(t) for t in texts]
+    folder = embedding_cache_dir() if cache and texts else None
+    path = folder / f"text-{_cache_key(texts, model)}.npy" if folder is not None else None
+    if path is not None and path.is_file():
+        try:
+            emb = np.load(path)
+            if emb.shape[0] == len(texts):
+                return emb
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is recomputed and replaced
+    emb = _encode(texts, model, batch_size, device)
+    if path is not None:
+        try:
+            from neuronaudit.io import atomic_path
+
+            with atomic_path(path) as tmp:
+                np.save(tmp, emb)
+        except OSError:
+            pass  # a read-only cache only costs time
+    return emb
+
+
+def _encode(texts: list[str], model: str, batch_size: int, device: str) -> np.ndarray:
     st = load_text_model(model, device)
     if not texts:
         return np.zeros((0, st.get_sentence_embedding_dimension()), dtype=np.float32)

@@ -65,6 +65,7 @@ DEFAULTS = {
     "glm_lambda": 0.05,
     "glm_alpha": 0.99,
     "glm_iters": 500,
+    "glm_tol": 1e-6,
     "min_top5": 0.5,
     "min_std": 1e-5,
 }
@@ -91,12 +92,20 @@ def label_presence(labels, class_names, superclasses: dict | None = None, max_su
     return np.concatenate(cols, axis=1), names
 
 
-def active_concepts(presence, min_top5: float = 0.5, min_std: float = 1e-5) -> np.ndarray:
-    """Mask of concepts kept by the peer's filter: mean of top-5 values >= 0.5 and std >= 1e-5."""
-    x = np.asarray(presence, dtype=np.float32)
-    k = min(5, x.shape[0])
-    top = -np.partition(-x, k - 1, axis=0)[:k]
-    return (top.mean(axis=0) >= min_top5) & (x.std(axis=0, ddof=1 if x.shape[0] > 1 else 0) >= min_std)
+def active_concepts(presence, min_top5: float = 0.5, min_std: float = 1e-5, chunk: int = 1024) -> np.ndarray:
+    """Mask of concepts kept by the peer's filter: mean of top-5 values >= 0.5 and std >= 1e-5.
+
+    Computed in blocks of ``chunk`` columns, so the temporaries stay small for a 20,000-concept vocabulary.
+    """
+    presence = np.asarray(presence)
+    n, c = presence.shape
+    k = min(5, n)
+    keep = np.empty(c, dtype=bool)
+    for c0 in range(0, c, chunk):
+        x = np.asarray(presence[:, c0 : c0 + chunk], dtype=np.float32)
+        top = -np.partition(-x, k - 1, axis=0)[:k]
+        keep[c0 : c0 + chunk] = (top.mean(axis=0) >= min_top5) & (x.std(axis=0, ddof=1 if n > 1 else 0) >= min_std)
+    return keep
 
 
 def random_split(n: int, val_fraction: float = 0.2, seed: int = 0):
@@ -112,29 +121,103 @@ def _standardise(x):
     return (x - mu) / np.where(sd > 0, sd, 1.0)
 
 
-def elastic_net_weights(presence, activations, lam: float = 0.05, alpha: float = 0.99, n_iter: int = 500) -> np.ndarray:
-    """Elastic-net weights W (C x K) on standardised data, all neurons at once (module doc, step 2).
+GRAM_MAX_BYTES = 256e6  # the C x C Gram path of the preselection is used only below this size (and C <= 2 n)
 
-    FISTA on  1/(2n)||A_s - X_s W||^2 + lam (alpha |W|_1 + (1-alpha)/2 |W|^2);  the bias is exactly 0
-    because both sides are centred.
+
+def _standardise_columns(x, rows, cols, dtype, chunk: int = 1024) -> np.ndarray:
+    """(x[rows][:, cols] - mean) / std (ddof 1, std 0 -> 1) as ``dtype``, built ``chunk`` columns at a
+    time (statistics in float64) so that no full float64 copy of a large presence matrix is made."""
+    out = np.empty((len(rows), len(cols)), dtype=dtype)
+    for c0 in range(0, len(cols), chunk):
+        blk = np.asarray(x[np.ix_(rows, cols[c0 : c0 + chunk])], dtype=np.float64)
+        mu = blk.mean(axis=0, keepdims=True)
+        sd = blk.std(axis=0, ddof=1, keepdims=True)
+        blk -= mu
+        blk /= np.where(sd > 0, sd, 1.0)
+        out[:, c0 : c0 + chunk] = blk
+    return out
+
+
+def _use_gram(n_rows: int, n_cols: int, gram_max_bytes: float) -> bool:
+    """The Gram path costs C^2 K per FISTA step, the data path 2 n C K; the Gram also needs 8 C^2 bytes."""
+    return n_cols <= 2 * n_rows and 8.0 * n_cols * n_cols <= gram_max_bytes
+
+
+def _fista(xs, ys, lam, alpha, n_iter, tol, use_gram):
+    """FISTA for the elastic net on standardised xs (n x C), ys (n x K); see :func:`elastic_net_weights`.
+
+    A neuron's problem is separate from the others', so each column stops on its own once the relative
+    change of its weights ||w_t+1 - w_t|| <= tol ||w_t+1|| (or after ``n_iter`` steps). Returns
+    (W (C x K) float64, number of steps of the slowest column).
     """
-    xs = _standardise(np.asarray(presence, dtype=np.float64))
-    ys = _standardise(np.asarray(activations, dtype=np.float64))
-    n = xs.shape[0]
-    gram = xs.T @ xs / n
-    xty = xs.T @ ys / n
-    step = 1.0 / (np.linalg.eigvalsh(gram)[-1] + lam * (1 - alpha))
+    n, c = xs.shape
+    xty = np.asarray(xs.T @ ys.astype(xs.dtype, copy=False), dtype=np.float64) / n
+    l2 = lam * (1 - alpha)
+    if use_gram:
+        gram = xs.T @ xs / n
+        lip = np.linalg.eigvalsh(gram)[-1]
+
+        def hess(z):
+            return gram @ z
+    else:
+        from scipy.sparse.linalg import LinearOperator, eigsh
+
+        def hess(z):
+            return np.asarray(xs.T @ (xs @ z.astype(xs.dtype, copy=False)), dtype=np.float64) / n
+
+        op = LinearOperator((c, c), matvec=lambda v: hess(v.reshape(-1, 1)).ravel(), dtype=np.float64)
+        lip = float(eigsh(op, k=1, which="LA", tol=1e-6, return_eigenvectors=False, v0=np.ones(c))[0]) * (1 + 1e-4)
+    step = 1.0 / (lip + l2)
     thresh = step * lam * alpha
     w = np.zeros_like(xty)
     z, t = w.copy(), 1.0
+    active = np.arange(xty.shape[1])
+    steps = 0
     for _ in range(n_iter):
-        grad = gram @ z - xty + lam * (1 - alpha) * z
-        v = z - step * grad
+        steps += 1
+        za = z[:, active]
+        v = za - step * (hess(za) - xty[:, active] + l2 * za)
         w_new = np.sign(v) * np.maximum(np.abs(v) - thresh, 0.0)
         t_new = 0.5 * (1 + np.sqrt(1 + 4 * t * t))
-        z = w_new + (t - 1) / t_new * (w_new - w)
-        w, t = w_new, t_new
-    return w
+        delta = w_new - w[:, active]
+        z[:, active] = w_new + (t - 1) / t_new * delta
+        w[:, active] = w_new
+        t = t_new
+        if tol > 0:
+            done = np.sqrt((delta * delta).sum(axis=0)) <= tol * np.sqrt((w_new * w_new).sum(axis=0))
+            active = active[~done]
+            if active.size == 0:
+                break
+    return w, steps
+
+
+def elastic_net_weights(
+    presence,
+    activations,
+    lam: float = 0.05,
+    alpha: float = 0.99,
+    n_iter: int = 500,
+    tol: float = 1e-6,
+    gram_max_bytes: float = GRAM_MAX_BYTES,
+    return_n_iter: bool = False,
+):
+    """Elastic-net weights W (C x K) on standardised data, all neurons at once (module doc, step 2).
+
+    FISTA on  1/(2n)||A_s - X_s W||^2 + lam (alpha |W|_1 + (1-alpha)/2 |W|^2);  the bias is exactly 0
+    because both sides are centred. Stops per neuron on convergence (relative change of the weights
+    below ``tol``; ``tol=0`` runs all ``n_iter`` steps). With few concepts it works on the C x C Gram
+    matrix (float64); with many (C > 2 n, or a Gram above ``gram_max_bytes``) on the float32 data, never
+    forming a C x C matrix (the step size then comes from a Lanczos estimate of the largest eigenvalue).
+    ``return_n_iter``: also return the number of steps taken.
+    """
+    x = np.asarray(presence)
+    n, c = x.shape
+    use_gram = _use_gram(n, c, gram_max_bytes)
+    rows, cols = np.arange(n), np.arange(c)
+    xs = _standardise_columns(x, rows, cols, np.float64 if use_gram else np.float32)
+    ys = _standardise(np.asarray(activations, dtype=np.float64))
+    w, steps = _fista(xs, ys, lam, alpha, n_iter, tol, use_gram)
+    return (w, steps) if return_n_iter else w
 
 
 def _correlations(presence, activations) -> np.ndarray:
@@ -144,9 +227,15 @@ def _correlations(presence, activations) -> np.ndarray:
 
 
 class _Moments:
-    """Train Gram matrices (with intercept) and val covariances: everything the greedy step needs."""
+    """Train Gram matrices (with intercept) and val covariances: everything the greedy step needs.
 
-    def __init__(self, x_tr, y_tr, x_val, y_val):
+    Global: (C+1) x (C+1) and C x C matrices over all concepts, used when that is smaller than the
+    per-neuron matrices of :class:`_LocalMoments`. ``fit`` takes concept sets as positions in each
+    neuron's ranking.
+    """
+
+    def __init__(self, x_tr, y_tr, x_val, y_val, ranking=None):
+        self.ranking = ranking
         n_tr = x_tr.shape[0]
         x1 = np.concatenate([np.ones((n_tr, 1)), x_tr], axis=1)
         self.gram = x1.T @ x1  # (C+1, C+1)
@@ -158,16 +247,72 @@ class _Moments:
         self.vy = (yv * yv).sum(axis=0)  # (K,)
 
     def fit(self, sets, neurons):
-        """Least squares with bias on concept sets (..., s) for neurons (...,): weights, bias, val corr."""
+        """Least squares with bias on concept sets (..., s) for neurons (...,): weights, bias, val corr.
+
+        ``sets`` are concept indices, or positions in ``ranking[neuron]`` when a ranking was given.
+        """
+        if self.ranking is not None:
+            sets = self.ranking[neurons[..., None], sets]
         idx = np.concatenate([np.zeros(sets.shape[:-1] + (1,), dtype=np.int64), sets + 1], axis=-1)
+        return self._solve(idx, sets, neurons[..., None], neurons)
+
+    def _solve(self, idx, sets, cols, neurons):
+        """idx: Gram indices (intercept first); sets: cxx/cxy indices; cols: xty/cxy column selector."""
         g = self.gram[idx[..., :, None], idx[..., None, :]]
-        h = self.xty[idx, neurons[..., None]]
+        h = self.xty[idx, cols]
         scale = np.trace(g, axis1=-2, axis2=-1)[..., None, None] / g.shape[-1]
         g = g + 1e-8 * scale * np.eye(g.shape[-1])
         coef = np.linalg.solve(g, h[..., None])[..., 0]
         w, b = coef[..., 1:], coef[..., 0]
         cxx = self.cxx[sets[..., :, None], sets[..., None, :]]
-        cov = np.einsum("...i,...i->...", w, self.cxy[sets, neurons[..., None]])
+        cov = np.einsum("...i,...i->...", w, self.cxy[sets, cols])
+        var = np.einsum("...i,...ij,...j->...", w, cxx, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.sqrt(var * self.vy[neurons])
+        return w, b, np.where(np.isfinite(corr), corr, -np.inf)
+
+
+class _LocalMoments(_Moments):
+    """Per-neuron moments of the concepts at the first M positions of each neuron's ranking only:
+    (K, M+1, M+1) train Grams and (K, M, M) val covariances, O(K M^2) memory whatever C is (a
+    20,000-concept vocabulary would need two 3.2 GB matrices globally). Built ``block`` neurons at a
+    time from the rows and columns needed (no copy of the presence matrix)."""
+
+    def __init__(self, x, y, train_idx, val_idx, ranking, block: int = 8):
+        k, m = ranking.shape
+        self.gram = np.empty((k, m + 1, m + 1))
+        self.xty = np.empty((k, m + 1))
+        self.cxx = np.empty((k, m, m))
+        self.cxy = np.empty((k, m))
+        y_tr = np.asarray(y[train_idx], dtype=np.float64)
+        yv = np.asarray(y[val_idx], dtype=np.float64)
+        yv = yv - yv.mean(axis=0)
+        self.vy = (yv * yv).sum(axis=0)
+        n_tr = len(train_idx)
+        for s in range(0, k, block):
+            r = ranking[s : s + block]  # (kb, M)
+            kb = r.shape[0]
+            xt = np.asarray(x[np.ix_(train_idx, r.ravel())], dtype=np.float64).reshape(n_tr, kb, m).transpose(1, 0, 2)
+            xt1 = np.concatenate([np.ones((kb, n_tr, 1)), xt], axis=2)
+            self.gram[s : s + kb] = np.matmul(xt1.transpose(0, 2, 1), xt1)
+            self.xty[s : s + kb] = np.einsum("kni,nk->ki", xt1, y_tr[:, s : s + kb])
+            xv = np.asarray(x[np.ix_(val_idx, r.ravel())], dtype=np.float64).reshape(len(val_idx), kb, m).transpose(1, 0, 2)
+            xv = xv - xv.mean(axis=1, keepdims=True)
+            self.cxx[s : s + kb] = np.matmul(xv.transpose(0, 2, 1), xv)
+            self.cxy[s : s + kb] = np.einsum("kni,nk->ki", xv, yv[:, s : s + kb])
+
+    def fit(self, sets, neurons):
+        """As :meth:`_Moments.fit` with ``sets`` positions in each neuron's ranking."""
+        nb = neurons[..., None]
+        idx = np.concatenate([np.zeros(sets.shape[:-1] + (1,), dtype=np.int64), sets + 1], axis=-1)
+        g = self.gram[nb[..., None], idx[..., :, None], idx[..., None, :]]
+        h = self.xty[nb, idx]
+        scale = np.trace(g, axis1=-2, axis2=-1)[..., None, None] / g.shape[-1]
+        g = g + 1e-8 * scale * np.eye(g.shape[-1])
+        coef = np.linalg.solve(g, h[..., None])[..., 0]
+        w, b = coef[..., 1:], coef[..., 0]
+        cxx = self.cxx[nb[..., None], sets[..., :, None], sets[..., None, :]]
+        cov = np.einsum("...i,...i->...", w, self.cxy[nb, sets])
         var = np.einsum("...i,...ij,...j->...", w, cxx, w)
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = cov / np.sqrt(var * self.vy[neurons])
@@ -183,18 +328,31 @@ def greedy_linear_search(
     max_length: int = 10,
     tolerance: float = 0.02,
     width: int = 10,
+    moments: str = "auto",
 ):
     """Greedy sparse linear search (module doc, step 3) for all neurons at once.
 
     ``ranking``: (K x M) concept indices per neuron, best first (only the first max_length * width are
     ever looked at). Returns ``(concepts (K, max_length) int, -1 padded; weights (K, max_length) nan
     padded; bias (K,); val_corr (K,))`` with concepts in selection order.
+    ``moments``: "global" (C x C matrices), "local" (per-neuron matrices over the ranked concepts only,
+    memory independent of C) or "auto" (whichever is smaller); the results agree to rounding.
     """
-    x = np.asarray(presence, dtype=np.float64)
+    x = np.asarray(presence)
     y = np.asarray(activations, dtype=np.float64)
-    mom = _Moments(x[train_idx], y[train_idx], x[val_idx], y[val_idx])
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
     ranking = np.asarray(ranking, dtype=np.int64)[:, : max_length * width]
     n_neurons, m = ranking.shape
+    if moments == "auto":
+        moments = "global" if (x.shape[1] + 1) ** 2 <= n_neurons * (m + 1) ** 2 else "local"
+    if moments == "global":
+        xd = np.asarray(x, dtype=np.float64)
+        mom = _Moments(xd[train_idx], y[train_idx], xd[val_idx], y[val_idx], ranking=ranking)
+        del xd
+    elif moments == "local":
+        mom = _LocalMoments(x, y, train_idx, val_idx, ranking)
+    else:
+        raise ValueError(f"moments must be 'auto', 'global' or 'local', got {moments!r}")
     sel = np.full((n_neurons, max_length), -1, dtype=np.int64)
     sel_w = np.full((n_neurons, max_length), np.nan)
     bias = np.zeros(n_neurons)
@@ -208,11 +366,10 @@ def greedy_linear_search(
         avail = ~used[act]
         pos = np.argsort(~avail, axis=1, kind="stable")[:, :width]  # first `width` available positions
         valid = np.take_along_axis(avail, pos, axis=1)
-        cand = np.take_along_axis(ranking[act], pos, axis=1)
-        sets = np.concatenate(
-            [np.repeat(sel[act, None, :step], cand.shape[1], axis=1), cand[:, :, None]], axis=2
+        sets = np.concatenate(  # positions in each neuron's ranking
+            [np.repeat(sel[act, None, :step], pos.shape[1], axis=1), pos[:, :, None]], axis=2
         )
-        w, b, corr = mom.fit(sets, np.repeat(act[:, None], cand.shape[1], axis=1))
+        w, b, corr = mom.fit(sets, np.repeat(act[:, None], pos.shape[1], axis=1))
         corr = np.where(valid, corr, -np.inf)
         gain = corr - best[act, None]
         if step > 0:
@@ -234,6 +391,7 @@ def greedy_linear_search(
         bias[a] = b[r, jj]
         best[a] = corr[r, jj]
         used[a, pos[r, jj]] = True
+    sel = np.where(sel >= 0, np.take_along_axis(ranking, np.maximum(sel, 0), axis=1), -1)  # concept indices
     return sel, sel_w, bias, best
 
 
@@ -251,11 +409,15 @@ def linear_explanations(
     glm_iters: int = 500,
     filter_concepts: bool = True,
     seed: int = 0,
+    glm_tol: float = 1e-6,
 ) -> list[dict]:
     """LE for every neuron: structured linear explanations ``{"kind": "linear", "terms", "bias"}``.
 
     Each dict also carries ``"val_correlation"`` (popped by :func:`linear_explanations_table`).
-    ``train_idx``/``val_idx`` default to a random 80/20 split of all rows.
+    ``train_idx``/``val_idx`` default to a random 80/20 split of all rows. ``glm_iters`` caps the FISTA
+    steps of the preselection, which stops earlier on convergence (relative change below ``glm_tol``).
+    Memory stays O(N C) in float32 plus O(K M^2) for the search (M = max_length * width): no C x C
+    matrix is formed for large vocabularies (see :func:`elastic_net_weights`, ``greedy_linear_search``).
     """
     x = np.asarray(presence, dtype=np.float32)
     y = np.asarray(activations, dtype=np.float32)
@@ -263,17 +425,29 @@ def linear_explanations(
     if x.shape[1] != len(names):
         raise ValueError(f"{len(names)} concept names for {x.shape[1]} presence columns")
     if filter_concepts:
-        keep = active_concepts(x, DEFAULTS["min_top5"], DEFAULTS["min_std"])
-        x, names = x[:, keep], names[keep]
-    if x.shape[1] == 0:
+        cols = np.flatnonzero(active_concepts(x, DEFAULTS["min_top5"], DEFAULTS["min_std"]))
+    else:
+        cols = np.arange(x.shape[1])
+    if cols.size == 0:
         raise ValueError("no concept passes the activity filter")
     if train_idx is None or val_idx is None:
         train_idx, val_idx = random_split(x.shape[0], seed=seed)
-    w_glm = elastic_net_weights(x[train_idx], y[train_idx], glm_lambda, glm_alpha, glm_iters)
-    corr = _correlations(x[train_idx], y[train_idx])
-    ranking = np.lexsort((-np.nan_to_num(corr), -w_glm), axis=0).T  # (K, C): weight desc, then corr desc
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    # preselection: one standardised copy of the train rows (float64 on the Gram path, else float32)
+    use_gram = _use_gram(len(train_idx), len(cols), GRAM_MAX_BYTES)
+    xs = _standardise_columns(x, train_idx, cols, np.float64 if use_gram else np.float32)
+    ys = _standardise(np.asarray(y[train_idx], dtype=np.float64))
+    w_glm, _ = _fista(xs, ys, glm_lambda, glm_alpha, glm_iters, glm_tol, use_gram)
+    corr = np.asarray(xs.T @ ys.astype(xs.dtype, copy=False), dtype=np.float64) / (xs.shape[0] - 1)
+    del xs
+    m = min(max_length * width, len(cols))
+    ranking = np.empty((y.shape[1], m), dtype=np.int64)  # (K, M): weight desc, then train corr desc
+    for k0 in range(0, y.shape[1], 256):
+        sl = slice(k0, k0 + 256)
+        ranking[sl] = np.lexsort((-np.nan_to_num(corr[:, sl]), -w_glm[:, sl]), axis=0).T[:, :m]
+    del w_glm, corr
     sel, sel_w, bias, val_corr = greedy_linear_search(
-        x, y, ranking, train_idx, val_idx, max_length=max_length, tolerance=tolerance, width=width
+        x, y, cols[ranking], train_idx, val_idx, max_length=max_length, tolerance=tolerance, width=width
     )
     out = []
     for k in range(sel.shape[0]):  # output assembly only; the search above is vectorised
