@@ -134,7 +134,24 @@ def test_tables_compare_methods_on_the_neurons_all_of_them_scored():
     assert (t["n_common"] == 3).all() and (t["n_methods"] == 3).all()  # neurons 2, 3, 4
     np.testing.assert_allclose(t["mean"], [0.3, 0.3, 0.3])
     np.testing.assert_allclose(t["mean_scored"], [0.45, 0.2, 0.55])
-    assert (t["compared_on"] == "the 3 neurons scored by all 3 methods").all()
+    assert (t["compared_on"] == "the 3 neurons scored by all 3 methods scored here").all()
+
+
+def test_a_method_the_scorer_cannot_score_does_not_empty_the_comparison():
+    """CLIP-Dissect's free words are no label concepts: under the label scorer it scores no neuron,
+    and must be left out of the comparison (saying so), not shrink it to zero neurons (seen e2e)."""
+    rows = []
+    for method, scored in [("a", range(10)), ("b", range(4, 10)), ("words", [])]:
+        for k in range(10):
+            r = 0.1 * k if k in scored else np.nan
+            rows.append({"model": "m", "layer": "l", "neuron": k, "method": method, "concept_model": "label",
+                         "rho": r, "reason": "", "length": 1})
+    t, _ = automated_tables(pd.DataFrame(rows))
+    t = t.set_index("method")
+    assert (t["n_common"] == 6).all() and (t["n_methods"] == 2).all()
+    np.testing.assert_allclose(t.loc[["a", "b"], "mean"], [0.65, 0.65])
+    assert np.isnan(t.loc["words", "mean"]) and t.loc["words", "n_scored"] == 0
+    assert t.loc["words", "compared_on"] == "not compared: label scored none of its neurons"
 
 
 def test_downstream_counts_classes_without_a_positive_test_image(tmp_path, monkeypatch):

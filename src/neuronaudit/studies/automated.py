@@ -290,23 +290,36 @@ def automated_tables(scores: pd.DataFrame, digits: int = 4) -> tuple[pd.DataFram
         scored = grp.pivot_table(index="neuron", columns="method", values="rho", aggfunc="first", dropna=False)
         scored = scored.reindex(columns=sorted(grp["method"].unique()))
         finite = np.isfinite(scored.to_numpy(dtype=np.float64))
-        common = scored.index[finite.all(axis=1)]
+        # A method this scorer cannot score at all (e.g. CLIP-Dissect's free words under the label
+        # scorer) is left out of the comparison, not allowed to empty it; it says so in compared_on.
+        n_per_method = finite.sum(axis=0)
+        compared = [m for m, k in zip(scored.columns, n_per_method, strict=True) if k > 0]
+        common = scored.index[finite[:, n_per_method > 0].all(axis=1)] if compared else scored.index[:0]
         methods = list(scored.columns)
-        note = (f"the {len(common)} neurons scored by all {len(methods)} methods" if len(methods) > 1
+        note = (f"the {len(common)} neurons scored by all {len(compared)} methods scored here" if len(compared) > 1
                 else "the neurons scored (one method)")
-        if len(methods) > 1 and len(common) < scored.shape[0]:
+        if len(compared) > 1 and len(common) < scored.shape[0]:
             log.warning("%s/%s scored by %s: methods compared on the %d of %d neurons every method scored "
                         "(n_scored per method: %s)", model, layer, scorer, len(common), scored.shape[0],
-                        dict(zip(methods, finite.sum(axis=0).tolist(), strict=True)))
+                        dict(zip(methods, n_per_method.tolist(), strict=True)))
+        unscored = sorted(set(methods) - set(compared))
+        if unscored:
+            log.warning("%s/%s: %s cannot score any neuron of %s (its concepts are not %s concepts): "
+                        "left out of the comparison", model, layer, scorer, unscored, scorer)
         for method, g in grp.groupby("method", sort=True):
             own_mean, own_sem = mean_sem(g["rho"].to_numpy())
-            mean, sem = mean_sem(g.loc[g["neuron"].isin(common), "rho"].to_numpy())
+            if method in compared:
+                mean, sem = mean_sem(g.loc[g["neuron"].isin(common), "rho"].to_numpy())
+                method_note = note
+            else:
+                mean, sem = np.nan, np.nan
+                method_note = f"not compared: {scorer} scored none of its neurons"
             rows.append({
                 "model": model, "layer": layer, "method": method, "concept_model": scorer,
                 "n_neurons": int(len(g)), "n_scored": int(g["rho"].notna().sum()), "n_nan": int(g["rho"].isna().sum()),
-                "n_common": int(len(common)), "n_methods": len(methods),
+                "n_common": int(len(common)), "n_methods": len(compared),
                 "mean": mean, "sem": sem, "mean_pm_sem": _fmt(mean, sem, digits),
-                "mean_scored": own_mean, "sem_scored": own_sem, "compared_on": note,
+                "mean_scored": own_mean, "sem_scored": own_sem, "compared_on": method_note,
                 "mean_length": float(g["length"].mean()), "max_length": int(g["length"].max()),
             })
     summary = pd.DataFrame(rows, columns=AUTOMATED_COLUMNS)
