@@ -7,7 +7,7 @@ import pytest
 from neuronaudit.activations.extract import extract_activations
 from neuronaudit.activations.models import load_model
 from neuronaudit.concepts.backbones import backbone_key, shared_backbone
-from neuronaudit.concepts.base import get_concept_model
+from neuronaudit.concepts.backends import get_concept_model
 from neuronaudit.concepts.stage import backend_spec, embed_from_features
 from neuronaudit.data.datasets import build_dataset
 from neuronaudit.data.images import ImageSource

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from neuronaudit.concepts.base import get_concept_model, write_presence
+from neuronaudit.concepts.backends import get_concept_model
+from neuronaudit.concepts.base import write_presence
 from neuronaudit.data.images import ImageSource
 from neuronaudit.data.vocabularies import imagenet_class_names
 from neuronaudit.io import read_matrix

@@ -2,7 +2,7 @@ import numpy as np
 
 from neuronaudit.explainers.baselines import top_activating_class
 from neuronaudit.explainers.downstream import downstream_auc, downstream_summary
-from neuronaudit.explainers.runtime import RuntimeLog
+from neuronaudit.explainers.timing import RuntimeLog
 
 
 def test_downstream_picks_matching_neuron():

@@ -224,7 +224,8 @@ def test_similarity_rule_matches_presence_file(tiny_run):
     """The explain_similarity path (cos from embeddings + text encoder) equals the presence rule's score."""
     import yaml
 
-    from neuronaudit.explainers.stage import concept_model_matrix, split_concept_matrix, split_rows
+    from neuronaudit.data.arrays import read_presence, split_rows
+    from neuronaudit.explainers.similarity import split_concept_matrix
 
     cfg = yaml.safe_load((tiny_run / "config/tiny.yaml").read_text())
     res = tiny_run / "results/tiny"
@@ -233,9 +234,9 @@ def test_similarity_rule_matches_presence_file(tiny_run):
                          res / "manifest.parquet", {"source": "wordfreq", "n": 300}, res / "labels.parquet", out,
                          values=["score", "probability"], max_concepts=50)
     rows = split_rows(pd.read_parquet(res / "manifest.parquet"), "val")
-    ref, names = concept_model_matrix(rows, "score", presence_path=res / "presence/conse/words.parquet", max_concepts=50)
+    ref, names = read_presence(res / "presence/conse/words.parquet", "score", rows, max_concepts=50)
     ids = pd.read_parquet(res / "manifest.parquet")["image_id"].to_numpy()[rows]
-    got, got_names = concept_model_matrix(rows, "score", presence_path=out, image_ids=ids)
+    got, got_names = read_presence(out, "score", image_ids=ids)
     assert got_names == names
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
@@ -243,7 +244,7 @@ def test_similarity_rule_matches_presence_file(tiny_run):
 def test_skipped_images_and_nan_presence_are_left_out_not_fatal(tmp_path):
     """An image the extraction skipped (no activation row) and an image with a NaN embedding (NaN
     presence) are left out of the scores instead of failing the stage or turning every rho NaN."""
-    from neuronaudit.explainers.stage import load_activations
+    from neuronaudit.data.arrays import load_activations
     from neuronaudit.io import write_matrix
     from neuronaudit.studies.automated import score_table
 

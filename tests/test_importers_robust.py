@@ -101,16 +101,23 @@ def test_every_format_filters_layers(tmp_path, fmt, header, row):
 
 
 def test_stage_import_keeps_the_layer_of_a_multi_layer_file(tmp_path):
-    from neuronaudit.explainers.stage import _import_table
+    from neuronaudit.explainers.registry import ExplainInputs, get_explainer
+    from neuronaudit.explainers.stage import check_method  # noqa: F401 (registers the built-in explainers)
 
     path = _peer_file(tmp_path)
     entry = {"method": "import", "format": "clip_dissect", "path": str(path)}
-    t = _import_table("peer", entry, path, "layer4", "model.layer4", n_neurons=8)
+    importer = get_explainer("import")
+
+    def run(layer, module, n_neurons):
+        return importer.explain(ExplainInputs("peer", entry, layer=layer, module=module, imported=path,
+                                              n_layer_neurons=n_neurons))
+
+    t = run("layer4", "model.layer4", 8)
     assert t["neuron"].tolist() == list(range(8)) and (t["method"] == "peer").all()
-    t = _import_table("peer", entry, path, "l3", "layer3", n_neurons=3)  # matched by module path
+    t = run("l3", "layer3", 3)  # matched by module path
     assert t["explanation"].tolist() == [f"layer3 concept {u}" for u in range(3)]
     with pytest.raises(ValueError, match="outside the layer's 4 neurons"):
-        _import_table("peer", entry, path, "layer4", None, n_neurons=4)
+        run("layer4", None, 4)
 
 
 # --------------------------------------------------------------------------------------- import paths (DAG)

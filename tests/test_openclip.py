@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from neuronaudit.concepts.base import get_concept_model
+from neuronaudit.concepts.backends import get_concept_model
 from neuronaudit.concepts.calibration import calibrate
 from neuronaudit.concepts.openclip import published_calibration
 from neuronaudit.data.images import ImageSource

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from neuronaudit.concepts.base import get_concept_model
+from neuronaudit.concepts.backends import get_concept_model
 from neuronaudit.concepts.probe import ProbeConceptModel
 from neuronaudit.data.images import ImageSource, read_idx
 

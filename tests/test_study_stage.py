@@ -189,6 +189,15 @@ def test_tables(setting1):
     assert set(t2["setting2_error_model"]["error_model"]) == {"uniform", "per_input"}
     for t in [*t1.values(), *t2.values()]:
         assert len(t) and t["text"].str.contains("±").any()
+        # how often a sample showed no variation in c (rho_hat = 0 reported), per group
+        assert {"n_no_variation", "share_no_variation"} <= set(t.columns)
+        assert (t["n_no_variation"] >= 0).all() and t["share_no_variation"].dropna().between(0, 1).all()
+    assert main["no_variation"].dtype == bool and s2["no_variation"].dtype == bool
+    r1 = t1["setting1_rce"]
+    kept = main[main["rho"].abs() >= 0.05]
+    want = kept.groupby(["concept_model", "sampler", "n"])["no_variation"].sum()
+    got = r1.set_index(["concept_model", "sampler", "n"])["n_no_variation"]
+    assert (got.reindex(want.index) == want).all()
 
 
 # ---- the tiny end-to-end run (tests/conftest.py) -------------------------------------------------

@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES: dict[str, list[str]] = {
     "scoring.py": ["tests/test_scoring.py", "tests/test_explanations.py"],
     "explanations.py": ["tests/test_explanations.py", "tests/test_scoring.py"],
-    "sampling.py": ["tests/test_sampling.py"],
+    "sampling.py": ["tests/test_sampling.py", "tests/test_engine_reference.py"],
     "aggregation.py": ["tests/test_aggregation.py"],
-    "raters.py": ["tests/test_raters.py"],
-    "studies/setting1.py": ["tests/test_studies.py", "tests/test_sampling.py"],
-    "studies/setting2.py": ["tests/test_studies.py"],
+    "raters.py": ["tests/test_raters.py", "tests/test_ratings_validation.py"],
+    "studies/setting1.py": ["tests/test_studies.py", "tests/test_sampling.py", "tests/test_engine_reference.py"],
+    "studies/setting2.py": ["tests/test_studies.py", "tests/test_engine_reference.py"],
 }
 TARGET = 0.90
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from neuronaudit.raters import rating_counts
+
 __all__ = [
     "BRAGG_BETA",
     "majority_vote",
@@ -126,11 +128,13 @@ def bragg_posterior_per_input(
 
 @dataclass
 class EMResult:
-    eta: float
-    prevalence: float | None
-    n_iter: int
-    converged: bool
-    log_likelihood: float
+    """EM's estimate: floats for one problem; arrays over the leading axes for a batch (``weight`` given)."""
+
+    eta: float | np.ndarray
+    prevalence: float | np.ndarray | None
+    n_iter: int | np.ndarray
+    converged: bool | np.ndarray
+    log_likelihood: float | np.ndarray
 
 
 def estimate_eta_em(
@@ -142,42 +146,89 @@ def estimate_eta_em(
     max_iter: int = 500,
     tol: float = 1e-9,
     eps: float = 1e-3,
+    *,
+    weight=None,
 ) -> EMResult:
     """EM estimate of the uniform error rate eta from the ratings (one-coin Dawid-Skene model).
 
     E-step: [c]_i = bragg_posterior(alpha_i, m_i, eta, pi_i). M-step:
         eta = sum_i ([c]_i (m_i - alpha_i) + (1 - [c]_i) alpha_i) / sum_i m_i
     and, when ``prior`` is None, the prevalence pi = mean_i [c]_i is estimated too; otherwise the
-    given prior (scalar beta or per-input model probabilities) is held fixed. eta is kept below 0.5
-    (raters better than chance). Inputs with fewer than 2 ratings cannot separate eta from the
-    prevalence; if none has 2 or more a ValueError is raised.
+    given prior (scalar beta or per-input model probabilities) is held fixed. eta is kept in
+    [1e-6, 0.5 - 1e-6] (raters better than chance), the prevalence in [eps, 1 - eps]. EM stops when the
+    log-likelihood changes by less than tol * max(1, |ll|), or after max_iter steps. Inputs with fewer
+    than 2 ratings cannot separate eta from the prevalence; if none has 2 or more a ValueError is raised.
+
+    Counts or histograms: without ``weight`` all entries of yes / total are the inputs of one problem.
+    With ``weight`` each (yes, total) case counts weight times, e.g. a histogram of yes-counts:
+    yes = arange(m + 1), total = m, weight[..., a] = number of inputs with a yes of m; the last axis
+    runs over the cases and leading axes (of yes, total, weight, prior broadcast together) are
+    independent problems, solved at once, each stopping on its own exactly as it would alone. The
+    result's fields are then arrays over the leading axes (NaN, 0 iterations, where all weights are 0).
+    This is the one EM for eta: Setting 2 runs it on the histograms of its designs.
     """
     yes, total = _counts(yes, total)
-    yes, total = yes.ravel(), total.ravel()
-    if not np.any(total >= 2):
-        raise ValueError("EM for eta needs inputs with at least 2 ratings; give eta explicitly")
+    batch = weight is not None
+    if batch:
+        w = np.asarray(weight, dtype=np.float64)
+        pshape = () if prior is None else np.shape(prior)
+        shape = np.broadcast_shapes(yes.shape, total.shape, w.shape, pshape)
+        if not shape:
+            shape = (1,)
+        yes, total, w = (np.broadcast_to(x, shape) for x in (yes, total, w))
+        has_w = (w > 0).any(axis=-1)
+        if np.any(has_w & ~((w > 0) & (total >= 2)).any(axis=-1)):
+            raise ValueError("EM for eta needs inputs with at least 2 ratings; give eta explicitly")
+    else:
+        yes, total = yes.ravel(), total.ravel()
+        if not np.any(total >= 2):
+            raise ValueError("EM for eta needs inputs with at least 2 ratings; give eta explicitly")
+        shape = yes.shape
+        w = np.ones(shape)
+        has_w = np.ones((), dtype=bool)
+    lead, n_cases = shape[:-1], shape[-1]
+    n_prob = int(np.prod(lead, dtype=np.int64))
+    yes, total, w = (np.reshape(x, (n_prob, n_cases)) for x in (yes, total, w))
     free_prior = prior is None
-    pi = np.full(yes.shape, prevalence0) if free_prior else np.broadcast_to(clip_prior(prior, eps), yes.shape)
-    eta = float(eta0)
-    prev_ll = -np.inf
-    converged = False
+    if free_prior:
+        pi = np.full(n_prob, float(prevalence0))
+    else:
+        pi_fixed = np.reshape(np.broadcast_to(clip_prior(prior, eps), shape), (n_prob, n_cases))
+    eta = np.full(n_prob, float(eta0))
+    ll = np.full(n_prob, np.nan)
+    prev_ll = np.full(n_prob, -np.inf)
+    n_iter = np.zeros(n_prob, dtype=np.int64)
+    converged = np.zeros(n_prob, dtype=bool)
+    active = np.flatnonzero(np.reshape(np.broadcast_to(has_w, lead), n_prob))
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 (it is reported after the loop)
-        log_l1 = yes * np.log1p(-eta) + (total - yes) * np.log(eta)
-        log_l0 = yes * np.log(eta) + (total - yes) * np.log1p(-eta)
-        a1 = np.log(pi) + log_l1
-        a0 = np.log1p(-pi) + log_l0
-        ll = float(np.logaddexp(a1, a0).sum())
+    while active.size and it < max_iter:
+        it += 1
+        y, m, wa = yes[active], total[active], w[active]
+        e = eta[active, None]
+        p = pi[active, None] if free_prior else pi_fixed[active]
+        a1 = np.log(p) + (y * np.log1p(-e) + (m - y) * np.log(e))
+        a0 = np.log1p(-p) + (y * np.log(e) + (m - y) * np.log1p(-e))
+        ll_a = (wa * np.logaddexp(a1, a0)).sum(axis=-1)
         post = special.expit(a1 - a0)
-        eta = float(np.sum(post * (total - yes) + (1 - post) * yes) / total.sum())
-        eta = min(max(eta, 1e-6), 0.5 - 1e-6)
+        eta_a = (wa * (post * (m - y) + (1 - post) * y)).sum(axis=-1) / (wa * m).sum(axis=-1)
+        eta[active] = np.clip(eta_a, 1e-6, 0.5 - 1e-6)
         if free_prior:
-            pi = np.full(yes.shape, np.clip(post.mean(), eps, 1 - eps))
-        if abs(ll - prev_ll) < tol * max(1.0, abs(ll)):
-            converged = True
-            break
-        prev_ll = ll
-    return EMResult(eta=eta, prevalence=float(pi[0]) if free_prior else None, n_iter=it, converged=converged, log_likelihood=ll)
+            pi[active] = np.clip((wa * post).sum(axis=-1) / wa.sum(axis=-1), eps, 1 - eps)
+        ll[active] = ll_a
+        n_iter[active] = it
+        done = np.abs(ll_a - prev_ll[active]) < tol * np.maximum(1.0, np.abs(ll_a))
+        converged[active[done]] = True
+        prev_ll[active] = ll_a
+        active = active[~done]
+    if not batch:
+        return EMResult(eta=float(eta[0]), prevalence=float(pi[0]) if free_prior else None, n_iter=int(n_iter[0]),
+                        converged=bool(converged[0]), log_likelihood=float(ll[0]))
+    empty = n_iter == 0
+    eta[empty] = np.nan
+    if free_prior:
+        pi[empty] = np.nan
+    return EMResult(eta=eta.reshape(lead), prevalence=pi.reshape(lead) if free_prior else None,
+                    n_iter=n_iter.reshape(lead), converged=converged.reshape(lead), log_likelihood=ll.reshape(lead))
 
 
 def fleiss_kappa(yes, total=None) -> float:
@@ -190,8 +241,6 @@ def fleiss_kappa(yes, total=None) -> float:
     Varying m_i are allowed (inputs with m_i < 2 are skipped); for constant m this is Fleiss (1971).
     """
     if total is None:
-        from neuronaudit.raters import rating_counts
-
         yes, total = rating_counts(yes)
     yes, total = _counts(yes, total)
     keep = total >= 2

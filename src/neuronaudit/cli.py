@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from neuronaudit.config import ConfigError, load_config
+
 
 def find_workflow(start: str | os.PathLike | None = None) -> Path:
     """The folder holding the Snakefile: ``start`` or one of its parents, else this package's checkout."""
@@ -60,8 +62,6 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
-    from neuronaudit.config import ConfigError, load_config
-
     if extra:
         raise SystemExit(f"neuronaudit config: unexpected arguments {extra}")
     work = find_workflow(args.directory)

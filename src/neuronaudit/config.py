@@ -5,6 +5,9 @@ The JSON schema (``workflow/schemas/config.schema.yaml``) is the one place where
 config is wrong, raises :class:`ConfigError` listing each problem as ``key.path: message`` with a close
 match for a mistyped key, instead of the whole schema. Tests build their configs with
 :func:`load_config` so they see exactly what the pipeline sees.
+
+The values ``explain.methods.<name>.method`` accepts are not listed in the schema file: they are the
+explainer registry's (:mod:`neuronaudit.explainers.registry`), filled in by :func:`schema_with_registry`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+from neuronaudit.explainers import methods as _builtin_explainers  # noqa: F401 (registers the built-ins)
+from neuronaudit.explainers.registry import explainer_names
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -106,6 +112,17 @@ def _fix_command_line_types(error: jsonschema.ValidationError, config: dict) -> 
     return True
 
 
+def schema_with_registry(schema_doc: dict) -> dict:
+    """The schema with the enum of ``explain.methods.<name>.method`` set to the registered explainers."""
+    try:
+        method = schema_doc["properties"]["explain"]["properties"]["methods"]["additionalProperties"]["properties"]
+    except (KeyError, TypeError):
+        return schema_doc
+    if "method" in method:
+        method["method"]["enum"] = explainer_names()
+    return schema_doc
+
+
 def validate_config(config: dict, schema: str | os.PathLike = SCHEMA, source: str = "config") -> dict:
     """Fill schema defaults into ``config`` (in place) and check it; return it.
 
@@ -114,7 +131,7 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA, source: st
     as ``--config 'sampling={seeds: 3}'`` (which Snakemake passes as strings) are converted first.
     """
     with open(schema) as fh:
-        schema_doc = yaml.safe_load(fh)
+        schema_doc = schema_with_registry(yaml.safe_load(fh))
     validator = _with_defaults(jsonschema.validators.validator_for(schema_doc))(schema_doc)
     for _ in range(10):
         errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neuronaudit.io import write_table
+
 log = logging.getLogger(__name__)
 
 __all__ = ["EXCLUDED_COLUMNS", "MAX_NAN_FRACTION", "Exclusions", "sidecar_path", "finite_columns"]
@@ -96,8 +98,6 @@ class Exclusions:
 
     def write(self, out: str | os.PathLike) -> Path:
         """Write the sidecar of the stage output ``out`` (always, so a stale one never survives a rerun)."""
-        from neuronaudit.io import write_table
-
         path = sidecar_path(out)
         write_table(self.table(), path, meta={"stage": self.stage, "output": str(out), "excluded": self.summary()})
         return path

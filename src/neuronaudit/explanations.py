@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "Concept",
@@ -47,6 +48,8 @@ __all__ = [
     "predicted_activation",
     "predicted_matrix",
     "KINDS",
+    "TABLE_COLUMNS",
+    "explanation_table",
 ]
 
 KINDS = ("simple", "linear", "compositional", "clustered")
@@ -341,7 +344,7 @@ class Explanation:
                 sign = "-" if w < 0 else "+"
                 mag = f"{abs(w):.2f}*{_name_to_text(name)}"
                 parts.append(("-" + mag if w < 0 else mag) if i == 0 else f" {sign} {mag}")
-            bias = p.get("bias", 0.0)
+            bias = p["bias"]  # always set by _validate
             if bias:
                 parts.append(f" {'-' if bias < 0 else '+'} {abs(bias):.2f}" if parts else f"{bias:.2f}")
             return "".join(parts) if parts else "0"
@@ -481,7 +484,7 @@ def predicted_matrix(
         detail = "; ".join(f"explanation {i} ({exps[i].to_text()!r}): {m}" for i, m in list(missing.items())[:20])
         raise KeyError(f"presence matrix lacks concepts named by {len(missing)} explanation(s): {detail}")
     n, t = pm.shape
-    out = np.empty((n, len(exps)), dtype=np.float64)
+    out = np.empty((n, len(exps)))  # float64
     linear_cols = [i for i, e in enumerate(exps) if e.kind in ("simple", "linear")]
     if linear_cols:
         weights = np.zeros((t, len(linear_cols)))
@@ -491,9 +494,9 @@ def predicted_matrix(
             terms = [[1.0, e.payload["concept"]]] if e.kind == "simple" else e.payload["terms"]
             for w, name in terms:
                 weights[concept_index[name], j] += w
-            bias[j] = e.payload.get("bias", 0.0) if e.kind == "linear" else 0.0
+            bias[j] = e.payload["bias"] if e.kind == "linear" else 0.0
         used = np.flatnonzero(np.any(weights != 0, axis=1))
-        out[:, linear_cols] = pm[:, used].astype(np.float64) @ weights[used] + bias
+        out[:, linear_cols] = pm[:, used] @ weights[used] + bias  # float64 weights: a float64 product
     lookup = lambda name: pm[:, concept_index[name]]  # noqa: E731
     for i, e in enumerate(exps):
         if e.kind in ("compositional", "clustered"):
@@ -501,6 +504,47 @@ def predicted_matrix(
     return out
 
 
-def explanations_from_records(records: Iterable[Mapping | str]) -> list[Explanation]:
-    """Explanations from dicts or JSON strings (e.g. a Parquet column of JSON text)."""
-    return [Explanation.from_dict(r) for r in records]
+# ----------------------------------------------------------------------------------------------
+# The explanation table: one row per (neuron, method), as every generator and importer writes it
+# ----------------------------------------------------------------------------------------------
+#: columns of the normalised explanation table (dtypes and meaning: docs/explainers.md):
+#: neuron int, method str, explanation str (``to_text``), structured str (JSON of ``to_dict``),
+#: length int (``Explanation.length``), params str (JSON), source_score float (the method's own score; NaN if none)
+TABLE_COLUMNS = ["neuron", "method", "explanation", "structured", "length", "params", "source_score"]
+
+
+def explanation_table(
+    neurons: Iterable[int],
+    method: str | Sequence[str],
+    structured: Sequence[dict],
+    params: str | dict | Sequence[str] = "{}",
+    source_score=None,
+) -> pd.DataFrame:
+    """Build the normalised explanation table (:data:`TABLE_COLUMNS`) from explanation dicts, each
+    validated by :meth:`Explanation.from_dict`."""
+    neurons = np.asarray(list(neurons), dtype=np.int64)
+    if len(neurons) != len(structured):
+        raise ValueError(f"{len(neurons)} neurons but {len(structured)} explanations")
+    texts, lengths, blobs = [], [], []
+    for d in structured:
+        e = Explanation.from_dict(d)
+        texts.append(e.to_text())
+        lengths.append(int(e.length))
+        blobs.append(json.dumps(e.to_dict(), sort_keys=True))
+    if isinstance(params, dict):
+        params = json.dumps(params, sort_keys=True)
+    n = len(neurons)
+    df = pd.DataFrame(
+        {
+            "neuron": neurons,
+            "method": [method] * n if isinstance(method, str) else list(method),
+            "explanation": texts,
+            "structured": blobs,
+            "length": np.asarray(lengths, dtype=np.int64),
+            "params": [params] * n if isinstance(params, str) else list(params),
+            "source_score": (
+                np.full(n, np.nan) if source_score is None else np.asarray(source_score, dtype=float)
+            ),
+        }
+    )
+    return df[TABLE_COLUMNS]

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from neuronaudit.explainers.importers import CsvTable, ImportFormatError
+
 __all__ = [
     "BETA_ERROR_PRIOR",
     "uniform_error_ratings",
@@ -46,14 +48,14 @@ MISSING = -1
 
 
 def _rng(rng) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return np.random.default_rng(rng)  # a Generator is returned unaltered
 
 
 def _truth(c_true) -> np.ndarray:
     c = np.asarray(c_true)
     if not np.all((c == 0) | (c == 1)):
         bad = np.flatnonzero(~((c == 0) | (c == 1)).ravel())[0]
-        raise ValueError(f"c_true must be binary 0/1 ground truth; entry {bad} is {c.ravel()[bad]!r}")
+        raise ValueError(f"c_true must be binary 0/1 ground truth; entry {bad} is {c.ravel().tolist()[bad]!r}")
     return c.astype(np.int8)
 
 
@@ -136,7 +138,7 @@ def rating_counts(ratings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     bad = present & ~((r == 0) | (r == 1))
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise ValueError(f"ratings must be 0/1 (or -1 for missing); input {i}, rater {j} has {r[i, j]!r}")
+        raise ValueError(f"ratings must be 0/1 (or -1 for missing); input {i}, rater {j} has {r[i, j].item()!r}")
     yes = np.where(present, r, 0).sum(axis=1).astype(np.int64)
     return yes, present.sum(axis=1).astype(np.int64)
 
@@ -169,8 +171,6 @@ def _at(df: pd.DataFrame, mask) -> list:
 def _fail(df: pd.DataFrame, source: str, mask, column: str, what: str):
     """An ImportFormatError naming the source, the first offending line (for file frames), the column and
     ``what``, followed by the count and the first few offending rows/lines."""
-    from neuronaudit.explainers.importers import ImportFormatError
-
     mask = np.asarray(mask, dtype=bool)
     at = _at(df, mask)
     from_file = df.index.name == "line"
@@ -190,15 +190,12 @@ def normalise_ratings(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     Accepted: 0/1 (ints, floats 0.0/1.0, booleans) and, case-insensitively, "1"/"0", "yes"/"no",
     "y"/"n", "true"/"false"."""
     values = pd.Series(values)
-    if pd.api.types.is_bool_dtype(values):
-        return values.to_numpy().astype(np.int8), np.zeros(len(values), dtype=bool)
-    if pd.api.types.is_numeric_dtype(values):
+    if pd.api.types.is_numeric_dtype(values):  # numbers and booleans (a missing value is NaN: not a rating)
         x = values.to_numpy(dtype=np.float64)
         bad = ~((x == 0) | (x == 1))
         return np.where(bad, 0, x).astype(np.int8), bad
-    words = values.map(lambda v: RATING_WORDS.get(str(v).strip().lower(), -1) if not isinstance(v, bool)
-                       else int(v))
-    words = words.where(~values.isna(), -1).to_numpy(dtype=np.int64)
+    # str(True) = "True" is a rating word; str(None), str(nan), str(pd.NA) are not
+    words = values.map(lambda v: RATING_WORDS.get(str(v).strip().lower(), -1)).to_numpy(dtype=np.int64)
     bad = words < 0
     return np.where(bad, 0, words).astype(np.int8), bad
 
@@ -211,8 +208,6 @@ def read_ratings(path) -> pd.DataFrame:
     that is not UTF-8, has malformed quoting or rows of the wrong width raises ``ImportFormatError``
     naming the file, line and column; an empty file one naming the file.
     """
-    from neuronaudit.explainers.importers import CsvTable
-
     t = CsvTable(path, RATING_COLUMNS, text_columns=["concept"])
     cols = {c: [row[t.index[c]].strip() for row in t.rows] for c in t.index}
     df = pd.DataFrame(cols, index=pd.Index(t.lines, name="line"), dtype=object)
@@ -265,7 +260,7 @@ def check_ratings(
                         f"{len(unknown)} unknown {what} {sorted(unknown)[:10]}: they are not in the study's "
                         f"{what}; check the {column} column or the study")
     key = ["image_id", "concept", "rater_id"]
-    conflict = df.groupby(key, sort=False, dropna=False)["rating"].transform("nunique").to_numpy() > 1
+    conflict = df.groupby(key)["rating"].transform("nunique").to_numpy() > 1  # keys are not blank (checked)
     if conflict.any():
         raise _fail(df, source, conflict, "rating", "the same rater gave different ratings to the same image and "
                     "concept; keep one answer per rater, image and concept")

@@ -27,8 +27,11 @@ inputs (``n_distinct``).
 RCE = |rho_hat - rho| / |rho|, averaged over pairs and seeds, excluding pairs with |rho| < floor
 (default 0.05) and reporting how many were excluded (``summarise_rce``).
 
-``sampling_grid`` is the vectorised hot path (see its docstring and docs/evaluation.md for the
-design); ``sampling_grid_loop`` is the straightforward per-pair reference it is benchmarked against.
+``PairDraws`` is the one draw engine of Setting 1 and Setting 2: for a block of pairs it builds q
+(``sampler_q``), draws max(ns) inputs per (pair, seed) with prefixes reused across sample sizes,
+de-duplicates, weights and estimates (unbiased and self-normalised). ``sampling_grid`` is the
+vectorised Setting 1 path built on it (see its docstring and docs/evaluation.md for the design);
+``sampling_grid_loop`` is the straightforward per-pair reference it is benchmarked against.
 """
 
 from __future__ import annotations
@@ -47,22 +50,20 @@ __all__ = [
     "DEFAULT_NS",
     "DEFAULT_SAMPLERS",
     "standardise_activations",
-    "uniform_q",
     "mg_is_q",
     "ag_is_q",
     "sampler_q",
     "sampler_label",
     "check_q",
     "importance_weights",
-    "mg_is_weights",
     "draw_samples",
     "estimate_moments",
     "estimate_rho",
     "exact_rho",
     "relative_corr_error",
-    "distinct_counts",
-    "GridDraws",
-    "grid_draws",
+    "moment_table",
+    "DistinctInputs",
+    "PairDraws",
     "sampling_grid",
     "sampling_grid_loop",
     "summarise_rce",
@@ -85,46 +86,52 @@ def standardise_activations(acts: np.ndarray, axis: int = 0) -> np.ndarray:
     return standardise(acts, axis=axis)[0]
 
 
-def _normalise_rows(x: np.ndarray, what: str, axis: int) -> np.ndarray:
-    total = x.sum(axis=axis, keepdims=True)
+def _mix_with_p(u: np.ndarray, gamma: float, what: str, axis: int) -> np.ndarray:
+    """(1 - gamma) u / sum(u) + gamma / N along ``axis``, in place on ``u`` (a float64 array the caller owns)."""
+    total = u.sum(axis=axis, keepdims=True)
     bad = np.flatnonzero(~(np.squeeze(total, axis) > 0))
     if bad.size:
         raise ValueError(f"{what}: the unnormalised sampling weights sum to zero (or NaN) for column {bad[0]}")
-    return x / total
+    u *= (1.0 - gamma) / total
+    u += gamma / u.shape[axis]
+    return u
 
 
-def uniform_q(n_inputs: int) -> np.ndarray:
-    """q = p = 1/N."""
-    return np.full(n_inputs, 1.0 / n_inputs)
+def _check_gamma(gamma: float) -> None:
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
 
 
 def mg_is_q(a_hat: np.ndarray, c_hat: np.ndarray, gamma: float = 0.2, axis: int = 0) -> np.ndarray:
     """MG-IS: q = (1 - gamma) |a_hat| c_hat / sum(|a_hat| c_hat) + gamma / N  (SPEC sec. 3; seed 001 B.1).
 
     ``c_hat`` is the concept model's estimate of concept presence (probabilities in [0, 1]).
-    Works column-wise (axis=0, inputs along rows) for many pairs at once.
+    Works column-wise (axis=0, inputs along rows) or row-wise (axis=1) for many pairs at once; the
+    one place MG-IS's q is computed (``sampler_q`` and the draw engine ``PairDraws`` call it).
     """
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
-    a = np.abs(np.asarray(a_hat, dtype=np.float64))
+    _check_gamma(gamma)
+    a = np.asarray(a_hat, dtype=np.float64)
     c = np.asarray(c_hat, dtype=np.float64)
-    if np.any(c < 0):
+    if c.size and c.min() < 0:
         raise ValueError("c_hat must be non-negative (a presence probability)")
     n = a.shape[axis]
     if gamma == 1.0:
         return np.full(np.broadcast_shapes(a.shape, c.shape), 1.0 / n)
-    return (1.0 - gamma) * _normalise_rows(a * c, "MG-IS", axis) + gamma / n
+    u = np.multiply(a, c)  # |a_hat| c_hat = |a_hat c_hat| as c_hat >= 0
+    np.abs(u, out=u)
+    return _mix_with_p(u, gamma, "MG-IS", axis)
 
 
 def ag_is_q(a_hat: np.ndarray, alpha: float = 2.0, gamma: float = 0.2, axis: int = 0) -> np.ndarray:
     """AG-IS: q = (1 - gamma) |a_hat|^alpha / sum |a_hat|^alpha + gamma / N  (seed 001 eqs. 16-17)."""
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
-    a = np.abs(np.asarray(a_hat, dtype=np.float64))
+    _check_gamma(gamma)
+    a = np.asarray(a_hat, dtype=np.float64)
     n = a.shape[axis]
     if gamma == 1.0:
         return np.full(a.shape, 1.0 / n)
-    return (1.0 - gamma) * _normalise_rows(a**alpha, "AG-IS", axis) + gamma / n
+    u = np.abs(a)
+    u **= float(alpha)
+    return _mix_with_p(u, gamma, "AG-IS", axis)
 
 
 def _sampler_spec(spec: Mapping | str) -> dict:
@@ -187,12 +194,6 @@ def importance_weights(q_at_draws: np.ndarray, n_inputs: int) -> np.ndarray:
     return 1.0 / (n_inputs * np.asarray(q_at_draws, dtype=np.float64))
 
 
-def mg_is_weights(a_hat: np.ndarray, c_hat: np.ndarray, idx: np.ndarray, gamma: float = 0.2) -> np.ndarray:
-    """Importance weights p/q of MG-IS at drawn indices ``idx`` (one pair: 1-D a_hat, c_hat)."""
-    q = mg_is_q(a_hat, c_hat, gamma=gamma)
-    return importance_weights(q[np.asarray(idx)], len(q))
-
-
 def draw_samples(q: np.ndarray, n: int, rng: np.random.Generator, replace: bool = True) -> np.ndarray:
     """Draw n input indices from q (1-D). Without replacement only for uniform q (weights stay p/q = 1)."""
     q = np.asarray(q, dtype=np.float64)
@@ -226,12 +227,21 @@ def estimate_moments(
     return m_ac, m_c, m_cc
 
 
-def _rho_from_moments(m_ac, m_c, m_cc):
+def _rho_and_no_variation(m_ac, m_c, m_cc) -> tuple[np.ndarray, np.ndarray]:
+    """(rho_hat, no_variation) from estimated moments.
+
+    No variation of c seen in the sample (estimated variance <= 0, e.g. no positive input drawn): the
+    estimate is undefined; rho_hat = 0 is reported (no evidence, RCE = 1) and ``no_variation`` is True
+    so that the tables can say how often this happened. NaN moments stay NaN (and are not counted).
+    """
     var = m_cc - m_c * m_c
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = m_ac / np.sqrt(np.where(var > 0, var, np.nan))
-    # no variation of c seen in the sample: the estimate is undefined; report 0 (no evidence), RCE = 1
-    return np.where(var > 0, rho, np.where(np.isnan(m_ac), np.nan, 0.0))
+    rho = m_ac / np.sqrt(np.where(var > 0, var, np.nan))  # NaN operands raise no floating-point warnings
+    no_var = ~(var > 0) & ~np.isnan(m_ac)
+    return np.where(var > 0, rho, np.where(no_var, 0.0, np.nan)), no_var
+
+
+def _rho_from_moments(m_ac, m_c, m_cc):
+    return _rho_and_no_variation(m_ac, m_c, m_cc)[0]
 
 
 def estimate_rho(
@@ -252,8 +262,7 @@ def exact_rho(a_hat: np.ndarray, c: np.ndarray, axis: int = 0) -> np.ndarray:
     m_ac = (a * c).mean(axis=axis)
     m_c = c.mean(axis=axis)
     var = (c * c).mean(axis=axis) - m_c**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(var > 1e-15, m_ac / np.sqrt(np.maximum(var, 1e-300)), np.nan)
+    return np.where(var > 1e-15, m_ac / np.sqrt(np.maximum(var, 1e-300)), np.nan)
 
 
 def relative_corr_error(rho_hat, rho):
@@ -264,148 +273,9 @@ def relative_corr_error(rho_hat, rho):
         return np.where(rho != 0, np.abs(rho_hat - rho) / np.abs(rho), np.nan)
 
 
-def distinct_counts(idx: np.ndarray, ns: Sequence[int]) -> np.ndarray:
-    """Number of distinct inputs among the first n draws, for each n in ns (rows of ``idx`` = samples)."""
-    idx = np.atleast_2d(idx)
-    return np.array([[len(np.unique(row[:n])) for n in ns] for row in idx])
-
-
 # ----------------------------------------------------------------------------------------------
 # The vectorised grid
 # ----------------------------------------------------------------------------------------------
-def _inverse_cdf_sorted(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Row-wise inverse CDF: for each u[r, t] the first i with cdf[r, i] > u[r, t].
-
-    Chen-Asau guide table with N buckets per row (expected < 2 comparisons per draw whatever q is),
-    then a vectorised forward scan; u sorted within rows keeps memory access sequential.
-    cdf: (R, N) non-decreasing with cdf[:, -1] == 1; u: (R, L) in [0, 1).
-    """
-    r, n = cdf.shape
-    m = n
-    bucket = np.ceil(cdf * m).astype(np.int64)
-    np.clip(bucket, 0, m, out=bucket)
-    bucket += (m + 1) * np.arange(r)[:, None]
-    counts = np.bincount(bucket.ravel(), minlength=r * (m + 1)).reshape(r, m + 1)
-    del bucket
-    guide = np.cumsum(counts, axis=1)[:, :m]  # guide[r, j] = #{i : cdf[r, i] <= j / m}
-    del counts
-    j = np.minimum((u * m).astype(np.int64), m - 1)
-    pos = np.take_along_axis(guide, j, axis=1) - 1  # one step back guards against rounding in `bucket`
-    del guide, j
-    np.maximum(pos, 0, out=pos)
-    pos += n * np.arange(r)[:, None]
-    pos = pos.ravel()
-    cdf_flat = cdf.ravel()
-    u_flat = u.ravel()
-    active = np.flatnonzero(cdf_flat[pos] <= u_flat)
-    while active.size:
-        pos[active] += 1
-        active = active[cdf_flat[pos[active]] <= u_flat[active]]
-    pos = pos.reshape(u.shape)
-    pos -= n * np.arange(r)[:, None]
-    return pos
-
-
-@dataclass
-class GridDraws:
-    """Draws for many (pair, seed) rows, stored sorted by input index within each row.
-
-    idx: (P, S, nmax) input indices, sorted within each (pair, seed) row.
-    seg: (P, S, nmax) int8, the sample-size segment of each draw: a draw at (random) position t of the
-         i.i.d. sequence belongs to segment b = #{n in ns : n <= t}, so the first ns[b] draws are
-         exactly the draws with seg <= b.
-    group_start: flat indices (into idx.ravel()) of the first draw of each distinct input of a row.
-    group_seg: int8 per distinct input, the smallest segment in which it is drawn (where it is rated).
-    """
-
-    idx: np.ndarray
-    seg: np.ndarray
-    group_start: np.ndarray
-    group_seg: np.ndarray
-
-    @property
-    def first(self) -> np.ndarray:
-        """(P, S, nmax) bool: True on the first (sorted) draw of each distinct input."""
-        out = np.zeros(self.idx.size, dtype=bool)
-        out[self.group_start] = True
-        return out.reshape(self.idx.shape)
-
-    @property
-    def group_id(self) -> np.ndarray:
-        """(P, S, nmax) index of each draw's distinct input into group_start / group_seg."""
-        return (np.cumsum(self.first.ravel()) - 1).reshape(self.idx.shape)
-
-    @property
-    def first_seg(self) -> np.ndarray:
-        """(P, S, nmax) int8: the smallest segment of each draw's input."""
-        return self.group_seg[self.group_id]
-
-    def distinct_prefix_counts(self, n_seg: int) -> np.ndarray:
-        """(P, S, n_seg) number of distinct inputs among the first ns[b] draws."""
-        rows = self.idx.shape[0] * self.idx.shape[1]
-        row_of_group = self.group_start // self.idx.shape[2]
-        key = row_of_group * n_seg + self.group_seg
-        counts = np.bincount(key, minlength=rows * n_seg).reshape(rows, n_seg)
-        return np.cumsum(counts, axis=1).reshape(*self.idx.shape[:2], n_seg)
-
-
-def grid_draws(
-    cdf: np.ndarray | None, n_inputs: int, n_seeds: int, ns: Sequence[int], rng: np.random.Generator
-) -> GridDraws:
-    """Draw max(ns) inputs i.i.d. per (pair, seed) by inverse CDF, ready for prefix reuse over ns.
-
-    The i.i.d. sequence is generated as (sorted uniforms, an independent uniform random permutation of
-    positions): an i.i.d. sequence is exchangeable, so its order statistics and its ranks are
-    independent and this has exactly the same law. Sorting makes the table look-ups sequential and
-    duplicates adjacent. ``cdf`` None means uniform q (integers drawn directly).
-    """
-    ns = np.asarray(ns, dtype=np.int64)
-    nmax = int(ns[-1])
-    n_pairs = cdf.shape[0] if cdf is not None else None
-    if cdf is None:
-        raise ValueError("pass the uniform cdf or use grid_draws_uniform")
-    u = rng.random((n_pairs, n_seeds * nmax))
-    u = u.reshape(n_pairs, n_seeds, nmax)
-    u.sort(axis=2)
-    idx = _inverse_cdf_sorted(cdf, u.reshape(n_pairs, -1)).reshape(n_pairs, n_seeds, nmax)
-    del u
-    return _finish_draws(idx, ns, rng)
-
-
-def grid_draws_uniform(n_pairs: int, n_inputs: int, n_seeds: int, ns: Sequence[int], rng: np.random.Generator) -> GridDraws:
-    """As grid_draws for q = p (uniform integers, sorted)."""
-    ns = np.asarray(ns, dtype=np.int64)
-    idx = rng.integers(0, n_inputs, size=(n_pairs, n_seeds, int(ns[-1])))
-    idx.sort(axis=2)
-    return _finish_draws(idx, ns, rng)
-
-
-def _finish_draws(idx: np.ndarray, ns: np.ndarray, rng: np.random.Generator) -> GridDraws:
-    n_pairs, n_seeds, nmax = idx.shape
-    seg_of_position = np.searchsorted(ns, np.arange(nmax), side="right").astype(np.int8)
-    seg = rng.permuted(np.broadcast_to(seg_of_position, (n_pairs * n_seeds, nmax)), axis=1)
-    seg = seg.reshape(idx.shape)
-    first = np.empty(idx.shape, dtype=bool)
-    first[..., 0] = True
-    np.not_equal(idx[..., 1:], idx[..., :-1], out=first[..., 1:])
-    starts = np.flatnonzero(first)
-    group_seg = np.minimum.reduceat(seg.ravel(), starts)
-    return GridDraws(idx=idx, seg=seg, group_start=starts, group_seg=group_seg)
-
-
-def _segment_keys(seg: np.ndarray, n_seg: int) -> np.ndarray:
-    """Flat bincount keys row * n_seg + seg for a (rows, L) segment array."""
-    key = seg.astype(np.int64)
-    key += n_seg * np.arange(seg.shape[0])[:, None]
-    return key.ravel()
-
-
-def _segment_prefix_sums(key: np.ndarray, values: np.ndarray, rows: int, n_seg: int) -> np.ndarray:
-    """Sum of values over draws with seg <= b, per row: (rows, n_seg); ``key`` from _segment_keys."""
-    out = np.bincount(key, weights=values.ravel(), minlength=rows * n_seg).reshape(rows, n_seg)
-    return np.cumsum(out, axis=1)
-
-
 def _guide_tables(q: np.ndarray, sums_to_n: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Scaled CDFs and guide tables (Chen-Asau, N buckets) for the rows of q (R, N).
 
@@ -506,47 +376,238 @@ def _standardise_and_rho(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.n
     mean = a.mean(axis=1)
     a -= mean[:, None]
     std = np.sqrt(np.einsum("ij,ij->i", a, a) / n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a /= np.where(std > 0, std, np.nan)[:, None]
+    a /= np.where(std > 0, std, np.nan)[:, None]  # constant rows: NaN (dividing by NaN raises no warning)
     m_ac = np.einsum("ij,ij->i", a, c) / n
     m_c = c.mean(axis=1)
     var = np.einsum("ij,ij->i", c, c) / n - m_c**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = np.where(var > 1e-15, m_ac / np.sqrt(np.maximum(var, 1e-300)), np.nan)
+    rho = np.where(var > 1e-15, m_ac / np.sqrt(np.maximum(var, 1e-300)), np.nan)
     return a, rho
 
 
-def _block_q(spec: dict, a_hat: np.ndarray, g: np.ndarray | None, valid: np.ndarray) -> np.ndarray:
-    """N q of an IS sampler for a block of pairs (rows): ``sampler_q`` (axis=1) times N, in fewer passes.
+def moment_table(a_hat: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The complex table a_hat c + i c (pairs along rows) that ``PairDraws.estimate`` gathers at the draws:
+    one complex gather carries both E[a_hat c] (real part) and E[c] (imaginary part)."""
+    acc = np.empty(np.broadcast_shapes(a_hat.shape, c.shape), dtype=np.complex128)
+    np.multiply(a_hat, c, out=acc.real)
+    acc.imag = c
+    return acc
 
-    Pairs that are not ``valid`` (undefined rho) get the uniform q so that drawing never fails on them.
+
+@dataclass
+class DistinctInputs:
+    """The distinct inputs of every (pair, seed) sample of a ``PairDraws`` (the inputs to rate).
+
+    Groups are ordered by row (pair * S + seed), then by input. ``flat``: pair * N + input;
+    ``row``: the row; ``seg``: the smallest segment b in which the input is drawn, i.e. it belongs to
+    the samples of size ns[b], ns[b + 1], ...; ``gid``: (rows, nmax) the group of every draw, in draw
+    order (duplicates share a group: an input is rated once and its rating reused).
     """
-    n = a_hat.shape[1]
-    gamma = float(spec["gamma"])
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
-    if gamma == 1.0:
-        return np.ones(a_hat.shape)
-    if spec["name"] == "mg_is":
-        if np.any(g < 0):
-            raise ValueError("c_hat must be non-negative (a presence probability)")
-        u = np.abs(a_hat)
-        u *= g
-    elif float(spec["alpha"]) == 2.0:
-        u = np.square(a_hat)
-    else:
-        u = np.abs(a_hat)
-        u **= float(spec["alpha"])
-    if not valid.all():
-        u[~valid] = 1.0
-    total = u.sum(axis=1)
-    bad = np.flatnonzero(~(total > 0))
-    if bad.size:
-        what = "MG-IS" if spec["name"] == "mg_is" else "AG-IS"
-        raise ValueError(f"{what}: the unnormalised sampling weights sum to zero (or NaN) for column {bad[0]}")
-    u *= (n * (1.0 - gamma) / total)[:, None]
-    u += gamma
-    return u
+
+    flat: np.ndarray
+    row: np.ndarray
+    seg: np.ndarray
+    gid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+
+class PairDraws:
+    """The draw engine of Setting 1 and Setting 2: i.i.d. draws for a block of (neuron, concept) pairs.
+
+    For each of the block's kb pairs and each of S seeds, nmax = max(ns) inputs are drawn i.i.d. from
+    the pair's q; the sample of size ns[b] is the first ns[b] draws (prefix reuse: samples along n are
+    nested, like a growing study). Rows are (pair, seed), row = pair * S + seed.
+
+    - ``PairDraws.draw(spec, a_hat, c_guide, ns, n_seeds, gen)``: q from ``sampler_q`` (uniform /
+      ``mg_is_q`` / ``ag_is_q``, the only place q is computed), one float64 uniform per draw from
+      ``gen``, turned into inputs by floor(N u) (uniform) or a guide-table inverse CDF (IS);
+    - ``PairDraws.from_indices(idx, q, ns)``: fixed draws (tests, or draws made elsewhere);
+    - ``weights()``: importance weights w = p / q = 1 / (N q) at the draws;
+    - ``estimate(acc, cc, estimator)``: rho_hat with c known per input (Setting 1);
+    - ``groups()`` and ``estimate_grouped(a_hat, c_group, groups, estimator)``: rho_hat with c given per
+      distinct input of each sample, e.g. aggregated simulated ratings (Setting 2);
+    - ``distinct_counts()``: the cost, distinct inputs among the first ns[b] draws.
+
+    Both estimators of SPEC sec. 3: ``unbiased`` (1/n) sum w h and ``self_normalised``
+    sum w h / sum w.
+
+    Attributes: ``flat`` (rows, nmax) intp, pair * N + input of each draw in draw order; ``nq`` (kb, N)
+    N q, or None for uniform q; ``n_inputs`` N; ``ns``; ``n_seeds`` S; ``pairs`` labels of the kb pairs
+    (global pair indices, used in error messages).
+    """
+
+    def __init__(self, flat: np.ndarray, nq: np.ndarray | None, n_inputs: int, ns: np.ndarray, n_seeds: int,
+                 pairs: np.ndarray | None = None):
+        self.flat = flat
+        self.nq = nq
+        self.n_inputs = int(n_inputs)
+        self.ns = np.asarray(ns, dtype=np.int64)
+        self.n_seeds = int(n_seeds)
+        self.n_pairs = flat.shape[0] // self.n_seeds
+        self.pairs = np.arange(self.n_pairs) if pairs is None else np.asarray(pairs)
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def draw(
+        cls,
+        spec: Mapping | str,
+        a_hat: np.ndarray,
+        c_guide: np.ndarray | None,
+        ns: np.ndarray,
+        n_seeds: int,
+        gen: np.random.Generator,
+        *,
+        pairs: np.ndarray | None = None,
+    ) -> PairDraws:
+        """Draw max(ns) inputs per (pair, seed) for the block's pairs (rows of a_hat, c_guide: (kb, N)).
+
+        ``gen`` supplies kb * n_seeds * max(ns) uniforms in (pair, seed, draw) order. Raises (naming
+        the pair: ``pairs``, default 0..kb-1) where q = 0 on an input with p > 0.
+        """
+        s = _sampler_spec(spec)
+        kb, n = a_hat.shape
+        ns = np.asarray(ns, dtype=np.int64)
+        nmax = int(ns[-1])
+        rows = kb * n_seeds
+        row_off = np.repeat(n * np.arange(kb, dtype=np.intp), n_seeds * nmax) if kb > 1 else None
+        u = gen.random(rows * nmax)
+        scale = _scale_below(n)
+        if s["name"] == "uniform":
+            u *= scale  # floor(N' u) <= N - 1
+            flat = u.astype(np.intp)
+            if row_off is not None:
+                flat += row_off
+            nq = None
+        else:
+            nq = sampler_q(s, a_hat, c_guide, axis=1)
+            nq *= n
+            if not nq.min() > 0:  # zero or NaN somewhere: let check_q name the pair and input
+                check_q(nq.T, names=np.arange(kb) if pairs is None else pairs)
+            z, guide = _guide_tables(nq, sums_to_n=True)
+            flat = _guided_inverse_cdf(z, guide, n, u, row_off, scale)
+        return cls(flat.reshape(rows, nmax), nq, n, ns, n_seeds, pairs)
+
+    @classmethod
+    def from_indices(
+        cls, idx: np.ndarray, q: np.ndarray | None, ns: Sequence[int], n_inputs: int | None = None, pairs=None
+    ) -> PairDraws:
+        """Fixed draws: idx (kb, S, >= max(ns)) input indices in draw order; q (kb, N), or None for
+        uniform q (then give ``n_inputs``)."""
+        idx = np.asarray(idx, dtype=np.intp)
+        ns = np.asarray(ns, dtype=np.int64)
+        kb, n_seeds = idx.shape[:2]
+        idx = idx[:, :, : int(ns[-1])]
+        nq = None if q is None else np.asarray(q, dtype=np.float64) * np.shape(q)[1]
+        n = int(n_inputs) if q is None else np.shape(q)[1]
+        flat = (idx + n * np.arange(kb)[:, None, None]).reshape(kb * n_seeds, -1)
+        return cls(flat, nq, n, ns, n_seeds, pairs)
+
+    # ---- views -------------------------------------------------------------------------------
+    @property
+    def idx(self) -> np.ndarray:
+        """(kb, S, nmax) input indices in draw order."""
+        rows, nmax = self.flat.shape
+        return (self.flat - self.n_inputs * np.repeat(np.arange(self.n_pairs), self.n_seeds)[:, None]).reshape(
+            self.n_pairs, self.n_seeds, nmax
+        )
+
+    def gather(self, table: np.ndarray) -> np.ndarray:
+        """(rows, nmax) values of a (kb, N) table at the draws."""
+        return np.take(table.ravel(), self.flat)
+
+    def weights(self) -> np.ndarray:
+        """(rows, nmax) importance weights w = p(x) / q(x) = 1 / (N q(x)) at the draws (1 for uniform q)."""
+        if self.nq is None:
+            return np.ones(self.flat.shape)
+        return np.reciprocal(self.gather(self.nq))
+
+    def _seg_starts(self) -> np.ndarray:
+        return np.concatenate(([0], self.ns[:-1])).astype(np.intp)
+
+    def prefix_sums(self, values: np.ndarray) -> np.ndarray:
+        """(rows, nmax) values at the draws -> (rows, n_seg) sums over the first ns[b] draws."""
+        return _prefix_sums(values, self._seg_starts())
+
+    def _denominator(self, estimator: str, w_sums=None) -> np.ndarray:
+        if estimator == "unbiased":
+            return self.ns[None, :].astype(np.float64)
+        if estimator != "self_normalised":
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        return self.prefix_sums(self.weights()) if w_sums is None else w_sums
+
+    # ---- estimates ---------------------------------------------------------------------------
+    def estimate(self, acc: np.ndarray, cc: np.ndarray | None, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+        """rho_hat and no_variation, both (kb, S, n_seg), with c known on every input (Setting 1).
+
+        acc = ``moment_table(a_hat, c)`` (kb, N); cc = c * c, or None for binary c (c^2 = c).
+        Every moment E_p[h] is estimated from the first ns[b] draws as (1/n) sum w h (unbiased) or
+        sum w h / sum w (self-normalised).
+        """
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if self.nq is None:
+            moments, extra = acc, cc
+        else:  # tables w a_hat c + i w c (, w c^2), w = 1 / (N q)
+            moments = np.empty(self.nq.shape, dtype=np.complex128)
+            np.divide(acc.real, self.nq, out=moments.real)
+            np.divide(acc.imag, self.nq, out=moments.imag)
+            extra = None if cc is None else cc / self.nq
+        s_m = self.prefix_sums(self.gather(moments))
+        s_ac, s_c = s_m.real, s_m.imag
+        s_cc = s_c if extra is None else self.prefix_sums(self.gather(extra))
+        den = self._denominator(estimator)
+        rh, nv = _rho_and_no_variation(s_ac / den, s_c / den, s_cc / den)
+        shape = (self.n_pairs, self.n_seeds, len(self.ns))
+        return rh.reshape(shape), nv.reshape(shape)
+
+    def groups(self) -> DistinctInputs:
+        """The distinct inputs of every sample (``DistinctInputs``), found by a stable sort of each row."""
+        rows, nmax = self.flat.shape
+        order = np.argsort(self.flat, axis=1, kind="stable")  # equal inputs: earliest draw first
+        srt = np.take_along_axis(self.flat, order, axis=1)
+        first = np.empty(srt.shape, dtype=bool)
+        first[:, 0] = True
+        np.not_equal(srt[:, 1:], srt[:, :-1], out=first[:, 1:])
+        gid_sorted = np.cumsum(first.ravel()).reshape(rows, nmax) - 1
+        gid = np.empty_like(gid_sorted)
+        np.put_along_axis(gid, order, gid_sorted, axis=1)
+        seg_of_position = np.searchsorted(self.ns, np.arange(nmax), side="right")
+        return DistinctInputs(
+            flat=srt[first], row=np.nonzero(first)[0], seg=seg_of_position[order[first]], gid=gid
+        )
+
+    def estimate_grouped(
+        self, a_hat: np.ndarray, c_group: np.ndarray, groups: DistinctInputs, estimator: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """rho_hat and no_variation (rows, n_seg) with c given per distinct input (Setting 2).
+
+        a_hat (kb, N); c_group (G,) or (G, n_seg) per group of ``groups`` (a column per sample size,
+        e.g. when the aggregation's eta is re-estimated as the sample grows). Every draw of an input
+        counts with that input's c.
+        """
+        rows, nmax = self.flat.shape
+        w = self.weights()
+        wa = w * self.gather(a_hat)
+        n_seg = len(self.ns)
+        c_group = np.asarray(c_group, dtype=np.float64)
+        per_n = c_group.ndim == 2
+        s = np.empty((4, rows, n_seg))
+        for b, n in enumerate(self.ns):
+            n = int(n)
+            cd = c_group[groups.gid[:, :n], b] if per_n else c_group[groups.gid[:, :n]]
+            wc = w[:, :n] * cd
+            s[0, :, b] = np.einsum("ij,ij->i", wa[:, :n], cd)
+            s[1, :, b] = wc.sum(axis=1)
+            s[2, :, b] = np.einsum("ij,ij->i", wc, cd)
+            s[3, :, b] = w[:, :n].sum(axis=1)
+        den = self._denominator(estimator, s[3])
+        return _rho_and_no_variation(s[0] / den, s[1] / den, s[2] / den)
+
+    def distinct_counts(self) -> np.ndarray:
+        """(kb, S, n_seg) number of distinct inputs among the first ns[b] draws (the cost)."""
+        nd = _distinct_prefix_counts(self.flat, self.ns)
+        return nd.reshape(self.n_pairs, self.n_seeds, len(self.ns))
 
 
 _BLOCK_DRAWS = 50_000
@@ -568,82 +629,47 @@ def _chunk_grid(
     estimator: str,
     seed_seq: np.random.SeedSequence,
     pair_offset: int,
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """One chunk of pairs: a_chunk, c_chunk, g_chunk are (kc, N) (pairs along rows).
 
-    Per sampler, one generator (from seed_seq) is consumed block by block of pairs: nmax = max(ns)
-    i.i.d. uniforms per (pair, seed) in draw order, turned into inputs (uniform: floor(N u); IS:
-    guide-table inverse CDF), one gather per moment table at the draws, sums over the first ns[b]
-    draws (reduceat + cumsum over segments), and distinct counts by sorting (input, segment) keys.
+    Per sampler, one generator (from seed_seq) is consumed block by block of pairs (``PairDraws.draw``),
+    and each block's draws give rho_hat, no_variation and the distinct counts.
     """
-    kc, n = a_chunk.shape
-    c = c_chunk.astype(np.float64, copy=False)
+    kc = a_chunk.shape[0]
+    c = c_chunk  # float64 (from _pair_columns)
     a_hat, rho = _standardise_and_rho(a_chunk, c)
     valid = np.isfinite(rho)
-    a_hat[~valid] = 0.0  # undefined pairs are sampled uniformly and reported NaN
+    if not valid.all():  # undefined pairs are sampled uniformly and reported NaN
+        a_hat[~valid] = 1.0
+        if g_chunk is not None:
+            g_chunk = np.where(valid[:, None], g_chunk, 1.0)
     binary = bool(np.all((c == 0) | (c == 1)))
     n_seg = len(ns)
     nmax = int(ns[-1])
-    seg_starts = np.concatenate(([0], ns[:-1])).astype(np.intp)
-    acc = np.empty(a_hat.shape, dtype=np.complex128)  # a_hat c + i c, the uniform sampler's moments
-    np.multiply(a_hat, c, out=acc.real)
-    acc.imag = c
+    acc = moment_table(a_hat, c)
     cc = None if binary else c * c
     bp = _block_pairs(n_seeds, nmax)
-    row_off_full = None if bp == 1 else np.repeat(n * np.arange(min(bp, kc), dtype=np.intp), n_seeds * nmax)
-    scale = _scale_below(n)
-    rho_hats, n_distincts = [], []
+    rho_hats, no_vars, n_distincts = [], [], []
     for spec, child in zip(specs, seed_seq.spawn(len(specs)), strict=True):
-        if spec["name"] == "mg_is" and g_chunk is None:
-            raise ValueError("MG-IS needs c_guide")
         gen = np.random.Generator(np.random.PCG64DXSM(child))
         rh_all = np.empty((kc, n_seeds, n_seg))
+        nv_all = np.empty((kc, n_seeds, n_seg), dtype=bool)
         nd_all = np.empty((kc, n_seeds, n_seg), dtype=np.int32)
         for b0 in range(0, kc, bp):
             sl = slice(b0, min(b0 + bp, kc))
-            kb = sl.stop - sl.start
-            rows = kb * n_seeds
-            row_off = None if bp == 1 else row_off_full if kb == bp else row_off_full[: rows * nmax]
-            u = gen.random(rows * nmax)
-            if spec["name"] == "uniform":
-                u *= scale  # floor(N' u) <= N - 1
-                flat = u.astype(np.intp)
-                del u
-                if row_off is not None:
-                    flat += row_off
-                w_tab = None
-                moments = acc[sl]
-                extra = [] if binary else [cc[sl]]
-            else:
-                nq = _block_q(spec, a_hat[sl], None if g_chunk is None else g_chunk[sl], valid[sl])  # N q
-                if not nq.min() > 0:  # zero or NaN somewhere: let check_q name the pair and input
-                    check_q(nq.T, names=np.arange(pair_offset + sl.start, pair_offset + sl.stop))
-                z, guide = _guide_tables(nq, sums_to_n=True)
-                flat = _guided_inverse_cdf(z, guide, n, u, row_off, scale)
-                del z, guide, u
-                # w = p / q = 1 / (N q): tables w a_hat c + i w c (, w c^2)
-                moments = np.empty(nq.shape, dtype=np.complex128)
-                np.divide(acc.real[sl], nq, out=moments.real)
-                np.divide(c[sl], nq, out=moments.imag)
-                extra = [] if binary else [cc[sl] / nq]
-                w_tab = None if estimator == "unbiased" else np.reciprocal(nq)
-                del nq
-            # one complex gather carries both w a_hat c (real) and w c (imaginary)
-            s_m = _prefix_sums(np.take(moments.ravel(), flat).reshape(rows, nmax), seg_starts)
-            s_ac, s_c = s_m.real, s_m.imag
-            s_cc = s_c if binary else _prefix_sums(np.take(extra[0].ravel(), flat).reshape(rows, nmax), seg_starts)
-            if estimator == "unbiased" or w_tab is None:
-                denom = ns[None, :].astype(np.float64)
-            else:
-                denom = _prefix_sums(np.take(w_tab.ravel(), flat).reshape(rows, nmax), seg_starts)
-            rh_all[sl] = _rho_from_moments(s_ac / denom, s_c / denom, s_cc / denom).reshape(kb, n_seeds, n_seg)
-            # flat = r * N + input: a per-row constant offset, so distinct counts are unchanged
-            nd_all[sl] = _distinct_prefix_counts(flat.reshape(rows, nmax), ns).reshape(kb, n_seeds, n_seg)
-            del flat, moments, extra, w_tab
+            draws = PairDraws.draw(
+                spec, a_hat[sl], None if g_chunk is None else g_chunk[sl], ns, n_seeds, gen,
+                pairs=np.arange(pair_offset + sl.start, pair_offset + sl.stop),
+            )
+            rh_all[sl], nv_all[sl] = draws.estimate(acc[sl], None if cc is None else cc[sl], estimator)
+            nd_all[sl] = draws.distinct_counts()
+            del draws
         rh_all[~valid] = np.nan
+        nv_all[~valid] = False
         rho_hats.append(rh_all)
+        no_vars.append(nv_all)
         n_distincts.append(nd_all)
-    return rho, rho_hats, n_distincts
+    return rho, rho_hats, no_vars, n_distincts
 
 
 def _pair_columns(x: np.ndarray, cols: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -693,8 +719,10 @@ def sampling_grid(
     Pairs are processed in chunks of ``chunk_size`` (threads: ``n_threads``, default 2); random
     streams derive from (rng, chunk, sampler), so results depend on ``chunk_size`` but not on the
     number of threads. Pairs with undefined rho (constant activations or concept) get NaN rows.
+    The draws, weights and estimates are made by the draw engine ``PairDraws`` (shared with Setting 2).
 
-    Returns a long DataFrame: pair, sampler, n, seed, rho, rho_hat, rce, n_distinct.
+    Returns a long DataFrame: pair, sampler, n, seed, rho, rho_hat, rce, n_distinct, no_variation
+    (True where the sample showed no variation in c, so rho_hat = 0 was reported).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -710,6 +738,8 @@ def sampling_grid(
         if acts.shape[1] != c_true.shape[1]:
             raise ValueError("acts and c_true have different column counts: give neuron_index/concept_index")
         neuron_index = concept_index = np.arange(acts.shape[1])
+    elif neuron_index is None or concept_index is None:
+        raise ValueError("give both neuron_index and concept_index (or neither)")
     else:
         neuron_index = np.asarray(neuron_index, dtype=np.int64)
         concept_index = np.asarray(concept_index, dtype=np.int64)
@@ -751,8 +781,11 @@ def sampling_grid(
     n_seg = len(ns_arr)
     n_samp = len(labels)
     per = n_pairs * n_seeds * n_seg  # rows per sampler; sampler-major, then pair, seed, n
-    rho_hat = np.concatenate([np.concatenate([r[1][s_i] for r in results]).ravel() for s_i in range(n_samp)])
-    n_distinct = np.concatenate([np.concatenate([r[2][s_i] for r in results]).ravel() for s_i in range(n_samp)])
+
+    def stacked(i: int) -> np.ndarray:
+        return np.concatenate([np.concatenate([r[i][s_i] for r in results]).ravel() for s_i in range(n_samp)])
+
+    rho_hat, no_variation, n_distinct = stacked(1), stacked(2), stacked(3)
     rho_rows = np.tile(np.repeat(rho, n_seeds * n_seg), n_samp)
     df = pd.DataFrame(
         {
@@ -764,6 +797,7 @@ def sampling_grid(
             "rho_hat": rho_hat,
             "rce": relative_corr_error(rho_hat, rho_rows),
             "n_distinct": n_distinct,
+            "no_variation": no_variation,
         }
     )
     return df
@@ -817,10 +851,12 @@ def summarise_rce(
 ) -> pd.DataFrame:
     """Mean RCE (and SEM over pairs, after averaging seeds) per group, excluding |rho| < floor.
 
-    Returns columns (*by, rce, sem, n_pairs, n_excluded, mean_n_distinct, mean_<extra>...);
-    ``n_excluded`` counts the pairs dropped because |rho| < floor or rho is undefined (SPEC sec. 3);
-    a group whose pairs are all excluded is kept with n_pairs = 0. Missing values in ``by`` columns
-    (e.g. a beta that only some aggregations have) form their own group.
+    Returns columns (*by, rce, sem, n_pairs, n_excluded, mean_n_distinct, mean_<extra>...), plus
+    n_no_variation and share_no_variation when ``df`` has a ``no_variation`` column: how many of the
+    group's samples (pair x seed rows of the kept pairs) showed no variation in c, so that rho_hat = 0
+    was reported, and their share. ``n_excluded`` counts the pairs dropped because |rho| < floor or rho
+    is undefined (SPEC sec. 3); a group whose pairs are all excluded is kept with n_pairs = 0. Missing
+    values in ``by`` columns (e.g. a beta that only some aggregations have) form their own group.
     """
     by = list(by)
     keep = df["rho"].abs() >= floor
@@ -833,10 +869,16 @@ def summarise_rce(
         rce=("rce", "mean"), sem=("rce", "sem"), n_pairs=("rce", "size"), mean_n_distinct=("nd", "mean"),
         **{f"mean_{e}": (e, "mean") for e in extra},
     )
-    out = out.join(excluded, how="outer").fillna({"n_excluded": 0, "n_pairs": 0})
-    out["n_excluded"] = out["n_excluded"].astype(int)
-    out["n_pairs"] = out["n_pairs"].astype(int)
+    no_var = []
+    if "no_variation" in df:
+        no_var = ["n_no_variation", "share_no_variation"]
+        flag = kept["no_variation"].astype(bool)
+        out = out.join(flag.groupby([kept[b] for b in by], observed=True, dropna=False).agg(
+            n_no_variation="sum", share_no_variation="mean"))
+    out = out.join(excluded, how="outer").fillna({"n_excluded": 0, "n_pairs": 0, **dict.fromkeys(no_var[:1], 0)})
+    for col in ("n_excluded", "n_pairs", *no_var[:1]):
+        out[col] = out[col].astype(int)
     out = out.reset_index()
     out.attrs["floor"] = floor
     out.attrs["n_excluded_pairs"] = int(df.loc[~keep, "pair"].nunique())
-    return out[[*by, "rce", "sem", "n_pairs", "n_excluded", "mean_n_distinct", *(f"mean_{e}" for e in extra)]]
+    return out[[*by, "rce", "sem", "n_pairs", "n_excluded", "mean_n_distinct", *(f"mean_{e}" for e in extra), *no_var]]

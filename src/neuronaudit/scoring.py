@@ -43,17 +43,19 @@ def standardise(x: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, n
     Returns (z, mean, std); columns with std == 0 or non-finite values give z = NaN.
     """
     x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=axis, keepdims=True)
-    std = x.std(axis=axis, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):  # inf - inf in a non-finite column: NaN, no warning
+        mean = x.mean(axis=axis, keepdims=True)
+        std = x.std(axis=axis, keepdims=True)
+        # a constant column can get std ~1e-17 from rounding in its mean (0.1 * 3 / 3 != 0.1), which
+        # would make z = +-1 instead of NaN: test constancy exactly
+        std = np.where(np.max(x, axis=axis, keepdims=True) == np.min(x, axis=axis, keepdims=True), 0.0, std)
         z = (x - mean) / np.where(std > 0, std, np.nan)
     return z, np.squeeze(mean, axis), np.squeeze(std, axis)
 
 
 def _column_reasons(x: np.ndarray, what: str) -> np.ndarray:
     finite = np.all(np.isfinite(x), axis=0)
-    with np.errstate(invalid="ignore"):
-        const = np.ptp(np.where(np.isfinite(x), x, 0.0), axis=0) == 0
+    const = np.max(x, axis=0) == np.min(x, axis=0)  # only read where finite (non-finite wins below)
     reason = np.full(x.shape[1], OK, dtype=object)
     reason[const] = f"constant {what}"
     reason[~finite] = f"non-finite {what}"
@@ -96,17 +98,16 @@ def correlation_scores(
         raise IndexError(f"pairing column {bad[0]} names neuron {pairing[bad[0]]}, but there are {a.shape[1]}")
     n_cols = s.shape[1]
     rho = np.full(n_cols, np.nan)
-    reason = np.full(n_cols, OK, dtype=object)
+    reason = np.empty(n_cols, dtype=object)  # every column is filled by its block below
     for start in range(0, n_cols, block):
         sl = slice(start, start + block)
-        ablk = a[:, pairing[sl]].astype(np.float64)
-        sblk = s[:, sl].astype(np.float64)
+        ablk = a[:, pairing[sl]]
+        sblk = s[:, sl]
         r_a = _column_reasons(ablk, "activation")
         r_s = _column_reasons(sblk, "prediction")
-        za, _, _ = standardise(ablk)
+        za, _, _ = standardise(ablk)  # float64
         zs, _, _ = standardise(sblk)
-        with np.errstate(invalid="ignore"):
-            rb = np.einsum("ij,ij->j", za, zs) / a.shape[0]
+        rb = np.einsum("ij,ij->j", za, zs) / a.shape[0]  # NaN columns propagate quietly
         rb = np.clip(rb, -1.0, 1.0)
         rr = np.where(r_a != OK, r_a, r_s)
         rb[rr != OK] = np.nan
@@ -126,12 +127,10 @@ def pairwise_correlation(A: np.ndarray, C: np.ndarray, block: int = 256) -> np.n
     if A.shape[0] != C.shape[0]:
         raise ValueError(f"A has {A.shape[0]} inputs but C has {C.shape[0]}")
     n = A.shape[0]
-    zc, _, _ = standardise(C)
-    zc[:, ~np.all(np.isfinite(zc), axis=0)] = np.nan
+    zc, _, _ = standardise(C)  # a constant or non-finite column is NaN throughout
     out = np.empty((A.shape[1], C.shape[1]))
     for start in range(0, A.shape[1], block):
         za, _, _ = standardise(A[:, start : start + block])
-        za[:, ~np.all(np.isfinite(za), axis=0)] = np.nan
         out[start : start + block] = (za.T @ zc) / n
     return np.clip(out, -1.0, 1.0)
 
@@ -161,16 +160,16 @@ def auc_scores(scores: np.ndarray, labels: np.ndarray, pairwise: bool | None = N
     ranks = rankdata(np.where(np.isfinite(s), s, 0.0), axis=0, method="average")
     n1 = y.sum(axis=0)
     n0 = y.shape[0] - n1
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # a label column with one class only has rank_sum = n1 (n1 + 1) / 2 exactly, so its AUC is 0/0 = NaN
+    with np.errstate(invalid="ignore"):
         if pairwise:
             rank_sum = ranks.T @ y  # (K, M)
             auc = (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
             auc[~finite, :] = np.nan
-            auc[:, (n1 == 0) | (n0 == 0)] = np.nan
         else:
             if s.shape != y.shape:
                 raise ValueError(f"paired AUC needs equal shapes; got {s.shape} and {y.shape}")
             rank_sum = np.einsum("ij,ij->j", ranks, y)
             auc = (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
-            auc[~finite | (n1 == 0) | (n0 == 0)] = np.nan
+            auc[~finite] = np.nan
     return auc

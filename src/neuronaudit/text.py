@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from neuronaudit.io import atomic_path
+
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _ALIASES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm"}
 
@@ -51,6 +53,7 @@ def load_text_model(model: str = DEFAULT_TEXT_MODEL, device: str = "cpu"):
     """The SentenceTransformer for ``model`` (cached per process)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # deferred: ~5 s to import; only when texts are encoded
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(text_model_dir(model)), device=device)
@@ -100,8 +103,6 @@ def encode_texts(
     emb = _encode(texts, model, batch_size, device)
     if path is not None:
         try:
-            from neuronaudit.io import atomic_path
-
             with atomic_path(path) as tmp:
                 np.save(tmp, emb)
         except OSError:

@@ -1,9 +1,9 @@
 from neuronaudit.concepts.stage import embed, embed_from_features
 from neuronaudit.data.datasets import check_dataset_spec
 from neuronaudit.data.images import max_failed_fraction
+from neuronaudit.device import resolve_device, set_threads
 from neuronaudit.io import provenance
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import resolve_device, set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -1,8 +1,8 @@
 from pathlib import Path
 
+from neuronaudit.device import resolve_device, set_threads
 from neuronaudit.explainers.stage import explain_layer
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import resolve_device, set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

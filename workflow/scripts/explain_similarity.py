@@ -1,6 +1,6 @@
-from neuronaudit.explainers.stage import split_concept_matrix
+from neuronaudit.device import resolve_device, set_threads
+from neuronaudit.explainers.similarity import split_concept_matrix
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import resolve_device, set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -4,9 +4,9 @@ from neuronaudit.activations.extract import extract_activations
 from neuronaudit.activations.models import load_model
 from neuronaudit.data.datasets import check_dataset_spec
 from neuronaudit.data.images import ImageSource, max_failed_fraction
+from neuronaudit.device import resolve_device, set_threads
 from neuronaudit.io import provenance
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import resolve_device, set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

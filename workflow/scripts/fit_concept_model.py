@@ -1,7 +1,7 @@
 from neuronaudit.concepts.stage import fit
 from neuronaudit.data.datasets import check_dataset_spec
+from neuronaudit.device import set_threads
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -2,9 +2,9 @@ import pandas as pd
 
 from neuronaudit.concepts.stage import presence
 from neuronaudit.data.vocabularies import vocabulary_concepts
+from neuronaudit.device import set_threads
 from neuronaudit.io import provenance
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

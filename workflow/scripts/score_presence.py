@@ -1,6 +1,6 @@
+from neuronaudit.device import resolve_device, set_threads
 from neuronaudit.logs import setup_job_log, timed
-from neuronaudit.runtime import resolve_device, set_threads
-from neuronaudit.studies.automated import scoring_presence
+from neuronaudit.studies.scoring_presence import scoring_presence
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

@@ -3,9 +3,9 @@ import torch
 from neuronaudit.activations.train import fit_on_manifest
 from neuronaudit.data.datasets import check_dataset_spec
 from neuronaudit.data.images import max_failed_fraction
+from neuronaudit.device import set_threads
 from neuronaudit.io import atomic_path, write_json
 from neuronaudit.logs import setup_job_log
-from neuronaudit.runtime import set_threads
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)

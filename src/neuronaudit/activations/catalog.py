@@ -32,15 +32,15 @@ def names_to_check(models: dict[str, dict[str, Any]], concept_models: dict[str, 
 
 def _available(source: str) -> list[str]:
     if source == "timm":
-        import timm
+        import timm  # deferred: each library loads only when its catalog is asked for
 
         return timm.list_models()
     if source == "torchvision":
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # deferred: see timm above
 
         return tvm.list_models()
     if source == "open_clip":
-        import open_clip
+        import open_clip  # deferred: see timm above
 
         return open_clip.list_models()
     raise ValueError(source)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from neuronaudit.activations.train import SmallCNN
 from neuronaudit.concepts.backbones import LITE_INPUT
 
 
@@ -38,7 +39,7 @@ class LoadedModel:
 
 def image_transform(size: int, mean, std, resize: int | None = None, grayscale: bool = False):
     """Resize (shorter side), centre-crop, tensor, normalise."""
-    from torchvision import transforms as T
+    from torchvision import transforms as T  # deferred: torchvision loads only for image transforms
 
     steps = []
     if grayscale:
@@ -68,7 +69,7 @@ def efficientnet_lite_file(variant: int) -> str:
 
 def load_efficientnet_lite(variant: int = 0, input_size: int | None = None) -> LoadedModel:
     """EfficientNet-Lite<variant> with its real ImageNet weights, as a timm model (eval mode)."""
-    import timm
+    import timm  # deferred: timm loads only for the models that need it
 
     model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
     state = torch.load(efficientnet_lite_file(variant), map_location="cpu", weights_only=True)
@@ -106,7 +107,7 @@ def load_model(spec: dict[str, Any]) -> LoadedModel:
     if source == "efficientnet_lite":
         return load_efficientnet_lite(int(spec.get("variant", 0)), input_size=size)
     if source == "timm":
-        import timm
+        import timm  # deferred: timm loads only for the models that need it
 
         available = timm.list_models()
         if name not in available:
@@ -119,7 +120,7 @@ def load_model(spec: dict[str, Any]) -> LoadedModel:
         tf = image_transform(size, cfg["mean"], cfg["std"], resize=int(round(size / cfg.get("crop_pct", 0.875))))
         return LoadedModel(model.eval(), tf, size, {"source": "timm", "arch": name, "weights": weights})
     if source == "torchvision":
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # deferred: only for torchvision models
 
         available = tvm.list_models()
         if name not in available:
@@ -134,8 +135,6 @@ def load_model(spec: dict[str, Any]) -> LoadedModel:
         tf = image_transform(size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resize=256 * size // 224)
         return LoadedModel(model.eval(), tf, size, {"source": "torchvision", "arch": name, "weights": weights})
     if source == "small_cnn":
-        from neuronaudit.activations.train import SmallCNN
-
         model = SmallCNN(num_classes=int(spec.get("num_classes", 10)))
         if weights == "random":
             raise ValueError("small_cnn needs 'weights': the checkpoint written by the train_small_cnn rule")

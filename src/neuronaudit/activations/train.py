@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from neuronaudit.data.images import DEFAULT_MAX_FAILED_FRACTION, ImageDecodeError, ImageSource, SkippedImages
+
 log = logging.getLogger(__name__)
 
 
@@ -90,8 +92,6 @@ def manifest_arrays(manifest, split: str, size: int = 28, skipped=None) -> tuple
     :class:`~neuronaudit.data.images.SkippedImages`) when given, else raised."""
     import pandas as pd
 
-    from neuronaudit.data.images import ImageDecodeError, ImageSource
-
     if not isinstance(manifest, pd.DataFrame):
         manifest = pd.read_parquet(manifest)
     classes = sorted(manifest["label"].unique())
@@ -123,8 +123,6 @@ def fit_on_manifest(manifest, epochs: int = 3, batch_size: int = 128, lr: float 
     Undecodable images are skipped, named in the log and in ``metrics["skipped"]``; beyond
     ``max_failed_fraction`` (``images.max_failed_fraction``, default 0.01) training fails naming them."""
     import pandas as pd
-
-    from neuronaudit.data.images import DEFAULT_MAX_FAILED_FRACTION, SkippedImages
 
     if max_failed_fraction is None:
         max_failed_fraction = DEFAULT_MAX_FAILED_FRACTION

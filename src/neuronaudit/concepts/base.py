@@ -11,7 +11,7 @@ encoded with no prompt template"). The probe backend (probe.py) has no text enco
 is a feature vector, its raw score a logit of a per-concept linear probe, and its probability
 sigmoid(logit).
 
-Backends (:func:`get_concept_model`, by ``spec["backend"]``):
+Backends (:func:`neuronaudit.concepts.backends.get_concept_model`, by ``spec["backend"]``):
 
 * ``open_clip`` — any open_clip image-text model (CLIP, SigLIP...), pretrained tag or local checkpoint.
 * ``conse`` — ConSE (Norouzi et al., ICLR 2014) over an ImageNet classifier and MiniLM: offline.
@@ -35,6 +35,7 @@ import numpy as np
 
 from neuronaudit.concepts.calibration import Calibration, calibrate, fit_calibration
 from neuronaudit.data.images import ImageSource, iterate_batches
+from neuronaudit.io import MatrixWriter, provenance, write_matrix
 
 BACKENDS = ("open_clip", "conse", "probe")
 
@@ -108,8 +109,8 @@ class ConceptModel(ABC):
         Returns ``(embeddings, failed)``: an (N, D) float32 array (rows of undecodable images are NaN)
         and the list of (position, error) of those images.
         """
-        import torch
-        from tqdm.auto import tqdm
+        import torch  # deferred: the base class is imported by torch-free code (data access, checks)
+        from tqdm.auto import tqdm  # deferred with torch, for encode_images only
 
         self.to(device)
         out = np.full((len(source), self.embedding_dim), np.nan, dtype=np.float32)
@@ -177,8 +178,6 @@ def write_embeddings(
     path: str | os.PathLike, image_ids, embeddings: np.ndarray, model: ConceptModel, meta=None
 ):
     """Write image embeddings as a matrix file (column ``embedding``) with the model's provenance."""
-    from neuronaudit.io import provenance, write_matrix
-
     write_matrix(
         path,
         image_ids,
@@ -201,8 +200,6 @@ def write_presence(
     Rows are processed ``chunk`` images at a time, so 20,000 concepts x 50,000 images never sit in
     memory at once; the text side is encoded once.
     """
-    from neuronaudit.io import MatrixWriter, provenance
-
     concepts = _as_concepts(concepts)
     image_ids = list(image_ids)
     if len(image_ids) != len(embeddings):
@@ -216,28 +213,3 @@ def write_presence(
             emb = embeddings[s : s + chunk]
             raw = model.similarity(emb, txt) if txt is not None else model.scores(emb, concepts)
             w.write(image_ids[s : s + chunk], probability=model.probability(raw), score=raw)
-
-
-def get_concept_model(spec: dict[str, Any]) -> ConceptModel:
-    """Build a concept model from a config spec; ``spec["backend"]`` is one of :data:`BACKENDS`.
-
-    * ``{"backend": "open_clip", "arch": ..., "pretrained": tag|path|None, "calibration": "published"|[a, b]}``
-    * ``{"backend": "conse", "variant": 2, "top_t": 10, "input_size": None, "text_model": ..., "calibration": [a, b]}``
-    * ``{"backend": "probe", "path": fitted.npz}`` or ``{"backend": "probe", "features": {...}, "head": "linear"}``
-    """
-    if not isinstance(spec, dict) or "backend" not in spec:
-        raise ValueError(f"concept model spec {spec!r} needs a 'backend' key, one of {list(BACKENDS)}")
-    backend = spec["backend"]
-    if backend == "open_clip":
-        from neuronaudit.concepts.openclip import OpenClipConceptModel
-
-        return OpenClipConceptModel.from_spec(spec)
-    if backend == "conse":
-        from neuronaudit.concepts.conse import ConSEConceptModel
-
-        return ConSEConceptModel.from_spec(spec)
-    if backend == "probe":
-        from neuronaudit.concepts.probe import ProbeConceptModel
-
-        return ProbeConceptModel.from_spec(spec)
-    raise ValueError(f"concept model spec: unknown backend {backend!r}; use one of {list(BACKENDS)}")

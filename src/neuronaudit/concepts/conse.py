@@ -26,16 +26,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from neuronaudit.activations.models import load_efficientnet_lite
 from neuronaudit.concepts.base import ConceptModel, _as_concepts, parse_calibration
+from neuronaudit.data.vocabularies import imagenet_class_names
 from neuronaudit.text import DEFAULT_TEXT_MODEL, encode_texts
 
 
 @functools.lru_cache(maxsize=4)
 def class_name_embeddings(text_model: str = DEFAULT_TEXT_MODEL) -> np.ndarray:
     """(1000, D) normalised text embeddings of the clean ImageNet class names (cached per process)."""
-    from neuronaudit.data.vocabularies import imagenet_class_names
-
     emb = encode_texts(imagenet_class_names(unique=False), model=text_model)
     emb.setflags(write=False)
     return emb
@@ -53,10 +54,6 @@ class ConSEConceptModel(ConceptModel):
         calibration: Any = None,
         device: str = "cpu",
     ) -> None:
-        import torch
-
-        from neuronaudit.activations.models import load_efficientnet_lite
-
         if not 1 <= int(top_t) <= 1000:
             raise ValueError(f"ConSE top_t must be in 1..1000, got {top_t}")
         self.variant, self.top_t, self.text_model = int(variant), int(top_t), text_model
@@ -121,8 +118,6 @@ class ConSEConceptModel(ConceptModel):
         """ConSE embeddings from the classifier's pooled pre-logit features (N, F): the same numbers
         as :meth:`encode_images` (logits = classifier(features)), without a second image pass when
         the features were already extracted (the pipeline's ``image_features`` stage)."""
-        import torch
-
         head = self.loaded.model.get_classifier()
         out = np.empty((len(features), self.embedding_dim), np.float32)
         with torch.inference_mode():

@@ -43,7 +43,7 @@ class OpenClipConceptModel(ConceptModel):
         model_config: str | None = None,
         text_batch_size: int = 256,
     ) -> None:
-        import open_clip
+        import open_clip  # deferred: open_clip loads only when this backend is used (~3 s)
 
         if model_config is not None:
             # a JSON model config (file or folder) registered under its file name, e.g. a tiny test model
@@ -122,7 +122,7 @@ class OpenClipConceptModel(ConceptModel):
         return self.model.encode_image(x, normalize=True)
 
     def encode_text(self, concepts: Sequence[str]) -> np.ndarray:
-        import torch
+        import torch  # deferred with open_clip
 
         concepts = _as_concepts(concepts)
         out = []

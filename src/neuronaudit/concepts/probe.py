@@ -35,7 +35,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
 
+from neuronaudit.activations.models import load_model
 from neuronaudit.concepts.base import ConceptModel, _as_concepts
 
 DEFAULT_FEATURES = {"source": "efficientnet_lite", "variant": 2}
@@ -110,8 +114,6 @@ class ProbeConceptModel(ConceptModel):
     def extractor(self):
         """The feature model (loaded on first use, so a saved probe scores stored features without it)."""
         if self._loaded is None:
-            from neuronaudit.activations.models import load_model
-
             loaded = load_model(self.features)
             if not hasattr(loaded.model, "forward_head") or not hasattr(loaded.model, "forward_features"):
                 raise ValueError(
@@ -143,8 +145,6 @@ class ProbeConceptModel(ConceptModel):
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, features: np.ndarray, labels: np.ndarray, concepts: Sequence[str]) -> ProbeConceptModel:
         """Train the probes on (N, D) features and (N, C) labels in {0, 1} (NaN = unlabelled)."""
-        import torch
-
         concepts = _as_concepts(concepts)
         x = np.asarray(features, dtype=np.float64)
         y = np.asarray(labels, dtype=np.float64)
@@ -197,9 +197,6 @@ class ProbeConceptModel(ConceptModel):
         return self
 
     def _fit_linear(self, h, y, w) -> dict[str, np.ndarray]:
-        import torch
-        import torch.nn.functional as F
-
         d, c = h.shape[1], y.shape[1]
         W = torch.zeros(d, c, requires_grad=True)
         b = torch.zeros(c, requires_grad=True)
@@ -224,10 +221,6 @@ class ProbeConceptModel(ConceptModel):
         return {"W": W.detach().numpy(), "b": b.detach().numpy()}
 
     def _fit_mlp(self, h, y, w) -> dict[str, np.ndarray]:
-        import torch
-        import torch.nn.functional as F
-        from torch import nn
-
         net = nn.Sequential(nn.Linear(h.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, y.shape[1]))
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=self.l2)
         for _ in range(self.max_iter):

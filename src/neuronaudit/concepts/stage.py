@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from neuronaudit.activations.extract import extract_activations
+from neuronaudit.activations.models import load_model
 from neuronaudit.concepts.backbones import backbone_key, shared_backbone  # noqa: F401 (re-exported)
-from neuronaudit.concepts.base import ConceptModel, get_concept_model, write_embeddings, write_presence
+from neuronaudit.concepts.backends import get_concept_model
+from neuronaudit.concepts.base import ConceptModel, l2_normalise, write_embeddings, write_presence
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.data.images import DEFAULT_MAX_FAILED_FRACTION, ImageSource, SkippedImages
 from neuronaudit.io import read_matrix, write_json
@@ -54,9 +58,6 @@ def image_features(backbone: dict[str, Any], manifest_path: str, out: str, repor
 
     Undecodable images get no row, are named in the log and ``report_out``, and fail the stage beyond
     ``max_failed_fraction`` (the config's ``images.max_failed_fraction``, docs/datasets.md)."""
-    from neuronaudit.activations.extract import extract_activations
-    from neuronaudit.activations.models import load_model
-
     report = extract_activations(
         ImageSource.from_manifest(manifest_path),
         load_model(backbone),
@@ -217,3 +218,34 @@ def presence(
     emb = read_matrix(embeddings_path, ["embedding"])
     write_presence(out, emb.image_ids, emb["embedding"], concepts, model, meta=meta)
     log.info("presence of %d concepts on %d images", len(concepts), len(emb.image_ids))
+
+
+def concept_model_matrix(
+    model: ConceptModel,
+    embeddings_path,
+    rows: np.ndarray,
+    concepts: Sequence[str],
+    value: str = "probability",
+    *,
+    image_ids=None,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """A loaded concept model's ``probability`` or raw ``score`` (len(rows) x C, float32) of ``concepts``
+    on the stored image embeddings of manifest ``rows`` (checked against ``image_ids`` when given).
+
+    The text side is encoded once, the images in chunks of ``chunk`` rows. (Where the pipeline has a
+    presence file for the pair, read it with :func:`neuronaudit.data.arrays.read_presence` instead.)
+    """
+    if value not in ("probability", "score"):
+        raise ValueError(f"value must be 'probability' or 'score', got {value!r}")
+    concepts = list(concepts)
+    emb_file = read_matrix(embeddings_path, ["embedding"])
+    if image_ids is not None and not np.array_equal(emb_file.image_ids[rows], np.asarray(image_ids)):
+        raise ValueError(f"{embeddings_path}: rows do not match the requested images; rerun embed_images")
+    emb = emb_file["embedding"][rows]
+    txt = l2_normalise(model.encode_text(concepts)) if model.has_text_encoder else None
+    out = np.empty((len(rows), len(concepts)), dtype=np.float32)
+    for s in range(0, len(rows), chunk):
+        raw = model.similarity(emb[s : s + chunk], txt) if txt is not None else model.scores(emb[s : s + chunk], concepts)
+        out[s : s + chunk] = raw if value == "score" else model.probability(raw)
+    return out

@@ -36,14 +36,17 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from neuronaudit.data import wordnet
 from neuronaudit.data.attributes import attribute_presence
 from neuronaudit.data.images import (
     DEFAULT_MAX_FAILED_FRACTION,
     ImageDecodeError,
     SkippedImages,
+    open_image,
     open_torchvision_dataset,
     read_idx,
 )
+from neuronaudit.io import read_meta
 
 log = logging.getLogger(__name__)
 WNID = re.compile(r"^n\d{8}$")
@@ -155,7 +158,7 @@ def image_folder_pool(root: str, labels_csv: str | None = None, class_names: dic
 def torchvision_pool(name: str, root: str, kwargs: dict[str, Any] | None = None) -> dict[str, Pool]:
     from urllib.parse import urlencode
 
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # deferred: only for the torchvision adapter
 
     if not hasattr(tvd, name):
         raise DatasetError(f"dataset.torchvision.name {name!r} is not a torchvision dataset")
@@ -190,8 +193,6 @@ def _images_for_attributes(
 
     Returns ``(images, black_background, ok)``: ``ok`` marks the rows that could be decoded (the
     others are zero images, and are added to ``skipped``)."""
-    from neuronaudit.data.images import open_image
-
     ok = np.ones(len(manifest), bool)
     if manifest["source"].str.startswith("idx:").all():
         parts = manifest["source"].str.slice(4).str.rpartition("#")
@@ -289,8 +290,6 @@ class DatasetSpecMismatch(DatasetError):
 
 def recorded_dataset_spec(manifest_path: str | os.PathLike) -> dict[str, Any] | None:
     """The dataset block a manifest was built from (None for a manifest that records none)."""
-    from neuronaudit.io import read_meta
-
     spec = read_meta(manifest_path).get("dataset")
     return dataset_spec(spec) if isinstance(spec, dict) else None
 
@@ -379,8 +378,6 @@ def build_dataset(
         raise DatasetError(f"dataset.adapter {adapter!r}: use fashion_mnist, image_folder or torchvision")
     manifest = assign_splits(pools, cfg.get("splits") or {"val": None}, int(cfg.get("seed") or 0))
     if _wordnet_superclasses(cfg, adapter, manifest["label"], notes):
-        from neuronaudit.data import wordnet
-
         wnids = sorted(manifest["label"].unique())
         class_names = wordnet.wordnet_names(wnids)
         sup = wordnet.imagenet_superclasses(wnids, max_subclasses=int(cfg.get("max_subclasses") or 300))

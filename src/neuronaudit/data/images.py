@@ -60,7 +60,7 @@ def read_idx(path: str) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _torchvision_dataset(name: str, root: str, query: str):
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # deferred: only for the torchvision adapter
 
     kwargs = {k: v[0] for k, v in parse_qs(query).items()}
     if "train" in kwargs:
@@ -197,7 +197,7 @@ class _TorchImages:
 
 
 def _collate(items):
-    import torch
+    import torch  # deferred: image decoding and manifests work without torch
 
     ok = [(i, x) for i, x, err in items if err is None]
     bad = [(i, err) for i, x, err in items if err is not None]
@@ -221,8 +221,8 @@ def iterate_batches(
     device: str = "cpu",
 ) -> Iterator[Batch]:
     """Decode and preprocess each image once, in order, in batches (DataLoader, pinned memory on CUDA)."""
-    import torch
-    from torch.utils.data import DataLoader
+    import torch  # deferred: image decoding and manifests work without torch
+    from torch.utils.data import DataLoader  # deferred with torch
 
     if workers is None:
         workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if device.startswith("cuda") else 0

@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from neuronaudit.data.wordnet import ensure_wordnet, imagenet_superclasses, wordnet_names
+
 KINDS = ("dataset", "imagenet", "imagenet_superclasses", "wordfreq", "wordnet_nouns", "file")
 _WORDLIKE = re.compile(r"[A-Za-z][A-Za-z_'-]*")
 _ALIASES = {
@@ -85,8 +87,6 @@ def wordnet_nouns(top_n: int | None = None) -> list[str]:
     Sorted alphabetically; with ``top_n``, the ``top_n`` most frequent as nouns: ranked by WordNet's
     sense-tagged counts (SemCor, ``Lemma.count()`` summed over noun senses), ties by wordfreq frequency.
     """
-    from neuronaudit.data.wordnet import ensure_wordnet
-
     wn = ensure_wordnet()
     names = sorted(n for n in wn.all_lemma_names(pos="n") if _WORDLIKE.fullmatch(n))
     if top_n is not None:
@@ -102,8 +102,6 @@ def wordnet_nouns(top_n: int | None = None) -> list[str]:
 
 def imagenet_superclass_names(max_subclasses: int = 300) -> list[str]:
     """Readable names of the WordNet superclasses of the ImageNet classes (SPEC sec. 2)."""
-    from neuronaudit.data.wordnet import imagenet_superclasses, wordnet_names
-
     supers = imagenet_superclasses(imagenet_wnids(), max_subclasses=max_subclasses)
     return list(wordnet_names(supers).values())
 

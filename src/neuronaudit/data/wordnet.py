@@ -97,7 +97,7 @@ def _install_from_debian(target: Path, source: Path = DEBIAN_WORDNET) -> None:
 @functools.lru_cache(maxsize=1)
 def ensure_wordnet():
     """Return nltk's WordNet reader, setting up the corpus from Debian's files if nltk lacks it."""
-    import nltk
+    import nltk  # deferred: nltk loads only when WordNet is needed
 
     try:
         nltk.data.find("corpora/wordnet")
@@ -108,7 +108,7 @@ def ensure_wordnet():
             _install_from_debian(target)
         if str(root) not in nltk.data.path:
             nltk.data.path.insert(0, str(root))
-    from nltk.corpus import wordnet as wn
+    from nltk.corpus import wordnet as wn  # deferred with nltk
 
     wn.ensure_loaded()
     return wn

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from neuronaudit.explanations import explanation_table
+
 __all__ = ["top_activating_class", "top_activating_class_table"]
 
 
@@ -46,8 +48,6 @@ def top_activating_class(labels, activations, n_classes: int | None = None, top_
 
 def top_activating_class_table(labels, activations, class_names, neurons=None, method="top_class", **kwargs) -> pd.DataFrame:
     """:func:`top_activating_class` as the normalised explanation table (source_score = share or mean)."""
-    from neuronaudit.explainers.importers import explanation_table
-
     best, score = top_activating_class(labels, activations, n_classes=len(class_names), **kwargs)
     dicts = [{"kind": "simple", "concept": str(class_names[c])} for c in best]
     params = {"top_k": kwargs.get("top_k", 100), "mode": kwargs.get("mode", "frequency")}

@@ -35,13 +35,17 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
+
+from neuronaudit.explanations import explanation_table
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
-    "concept_similarity",
     "soft_wpmi",
     "clip_dissect",
     "clip_dissect_table",
@@ -58,21 +62,12 @@ DEFAULTS = {
 }
 
 
-def concept_similarity(image_embeddings, text_embeddings, chunk_size: int = 4096) -> np.ndarray:
-    """Cosine similarity P[x, t] between image and concept-text embeddings (N x C, float32)."""
-    img = torch.as_tensor(np.asarray(image_embeddings), dtype=torch.float32)
-    txt = torch.as_tensor(np.asarray(text_embeddings), dtype=torch.float32)
-    img = img / img.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    txt = txt / txt.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    out = np.empty((img.shape[0], txt.shape[0]), dtype=np.float32)
-    with torch.no_grad():
-        for s in range(0, img.shape[0], chunk_size):
-            out[s : s + chunk_size] = (img[s : s + chunk_size] @ txt.T).numpy()
-    return out
-
-
 def _rank_probabilities(top_k: int, p_start: float, p_end: float) -> torch.Tensor:
     """p_i = p_start - i/top_k * (p_start - p_end), i = 0..top_k-1 (peer's schedule)."""
+    # torch is imported where it is used: the explainer registry (explainers.methods) imports this module,
+    # and the Snakefile / config validation import the registry without loading torch (~2 s)
+    import torch
+
     i = torch.arange(top_k, dtype=torch.float32)
     return p_start - i / top_k * (p_start - p_end)
 
@@ -90,6 +85,8 @@ def _log_p_concept_given_neuron(
     concept_chunk: int = 1024,
 ) -> np.ndarray:
     """log P(t | k) for all neurons (K x C float32). See the module docstring, step 2."""
+    import torch  # deferred: see _rank_probabilities
+
     sim = torch.as_tensor(np.ascontiguousarray(similarity, dtype=np.float32))
     acts = torch.as_tensor(np.ascontiguousarray(activations, dtype=np.float32))
     n_images, n_concepts = sim.shape
@@ -152,6 +149,8 @@ def soft_wpmi(
     top_k x 1,024 concepts, and never above ``max_chunk_bytes``; ``concept_chunk`` is rounded up to a
     multiple of 128); they do not change the result, bit for bit.
     """
+    import torch  # deferred: see _rank_probabilities
+
     log_p_given = _log_p_concept_given_neuron(
         similarity, activations, top_k, scale, p_start, p_end, min_prob, neuron_chunk, max_chunk_bytes,
         concept_chunk,
@@ -174,6 +173,8 @@ def clip_dissect(
     "concepts": (K, n_best) object array of names or None}``, best first. ``kwargs`` go to
     :func:`soft_wpmi` (defaults: top_k=100, scale=10, lam=1, p_start=0.998, p_end=0.97).
     """
+    import torch  # deferred: see _rank_probabilities
+
     scores = torch.from_numpy(soft_wpmi(similarity, activations, **kwargs))
     vals, idx = torch.topk(scores, k=min(n_best, scores.shape[1]), dim=1)
     idx = idx.numpy()
@@ -194,12 +195,10 @@ def clip_dissect_table(
     method: str = "clip_dissect",
     **kwargs,
 ) -> pd.DataFrame:
-    """CLIP-Dissect explanations as the normalised explanation table (see ``importers``).
+    """CLIP-Dissect explanations as the normalised explanation table (:func:`neuronaudit.explanations.explanation_table`).
 
     ``source_score`` holds the SoftWPMI of the chosen concept.
     """
-    from neuronaudit.explainers.importers import explanation_table
-
     res = clip_dissect(similarity, activations, concepts=concepts, n_best=1, **kwargs)
     params = {**DEFAULTS, **{k: v for k, v in kwargs.items() if k in DEFAULTS}}
     dicts = [{"kind": "simple", "concept": str(c)} for c in res["concepts"][:, 0]]

@@ -2,7 +2,8 @@
 
 SPEC section 6 (Network Dissection, MILAN, DnD, MAIA, CCE, FALCON are ingested from files).
 
-The normalised explanation table (one row per (neuron, method)):
+The normalised explanation table (one row per (neuron, method); defined in
+:mod:`neuronaudit.explanations` as ``TABLE_COLUMNS`` / ``explanation_table``, re-exported here):
 
 ============  =======  =====================================================================
 column        dtype    meaning
@@ -41,10 +42,11 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
+
+from neuronaudit.explanations import TABLE_COLUMNS, explanation_table, parse_formula
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -63,52 +65,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-TABLE_COLUMNS = ["neuron", "method", "explanation", "structured", "length", "params", "source_score"]
-
-
-def _explanation_cls():
-    from neuronaudit.explanations import Explanation
-
-    return Explanation
-
-
-def explanation_table(
-    neurons: Iterable[int],
-    method: str | Sequence[str],
-    structured: Sequence[dict],
-    params: str | dict | Sequence[str] = "{}",
-    source_score=None,
-) -> pd.DataFrame:
-    """Build the normalised explanation table from explanation dicts (schema in the module docstring)."""
-    Explanation = _explanation_cls()
-    neurons = np.asarray(list(neurons), dtype=np.int64)
-    if len(neurons) != len(structured):
-        raise ValueError(f"{len(neurons)} neurons but {len(structured)} explanations")
-    texts, lengths, blobs = [], [], []
-    for d in structured:
-        e = Explanation.from_dict(d)
-        texts.append(e.to_text())
-        lengths.append(int(e.length))
-        blobs.append(json.dumps(e.to_dict(), sort_keys=True))
-    if isinstance(params, dict):
-        params = json.dumps(params, sort_keys=True)
-    n = len(neurons)
-    df = pd.DataFrame(
-        {
-            "neuron": neurons,
-            "method": [method] * n if isinstance(method, str) else list(method),
-            "explanation": texts,
-            "structured": blobs,
-            "length": np.asarray(lengths, dtype=np.int64),
-            "params": [params] * n if isinstance(params, str) else list(params),
-            "source_score": (
-                np.full(n, np.nan) if source_score is None else np.asarray(source_score, dtype=float)
-            ),
-        }
-    )
-    return df[TABLE_COLUMNS]
-
 
 # --------------------------------------------------------------------------------------------- reading
 
@@ -421,8 +377,6 @@ def _params(t: CsvTable, layer: str) -> str:
 
 
 def _check_formula(t: CsvTable, i: int, column: str) -> str:
-    from neuronaudit.explanations import parse_formula
-
     text = t.text(i, column)
     try:
         parse_formula(text)

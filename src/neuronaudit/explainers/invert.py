@@ -39,6 +39,8 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from neuronaudit.explanations import _name_to_text, explanation_table
+
 __all__ = ["auc_matrix", "invert", "invert_table", "format_formula", "quote_concept"]
 
 _AND, _OR = 1, 2
@@ -46,8 +48,6 @@ _AND, _OR = 1, 2
 
 def quote_concept(name: str) -> str:
     """A concept name as it appears in a formula (quoted where ``parse_formula`` needs it)."""
-    from neuronaudit.explanations import _name_to_text
-
     return _name_to_text(name)
 
 
@@ -244,8 +244,6 @@ def _single(text, concepts):
 def invert_table(labels, activations, concepts, neurons=None, method: str | None = None, **kwargs) -> pd.DataFrame:
     """INVERT as the normalised explanation table; source_score = AUC. Neurons without a formula are
     reported by a ValueError rather than dropped."""
-    from neuronaudit.explainers.importers import explanation_table
-
     res = invert(labels, activations, concepts, **kwargs)
     missing = [k for k, d in enumerate(res["structured"]) if d is None]
     if missing:

@@ -45,6 +45,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from neuronaudit.explanations import explanation_table
+
 __all__ = [
     "label_presence",
     "active_concepts",
@@ -460,8 +462,6 @@ def linear_explanations(
 
 def linear_explanations_table(presence, activations, concepts, neurons=None, method: str = "le", **kwargs) -> pd.DataFrame:
     """:func:`linear_explanations` as the normalised explanation table; source_score = val correlation."""
-    from neuronaudit.explainers.importers import explanation_table
-
     res = linear_explanations(presence, activations, concepts, **kwargs)
     scores = [d.pop("val_correlation") for d in res]
     params = {**DEFAULTS, **{k: v for k, v in kwargs.items() if k in DEFAULTS}}
@@ -481,8 +481,6 @@ def best_single_concept(presence, activations, concepts=None):
 
 def best_single_concept_table(presence, activations, concepts, neurons=None, method: str = "le_l1") -> pd.DataFrame:
     """:func:`best_single_concept` as the normalised explanation table (source_score = correlation)."""
-    from neuronaudit.explainers.importers import explanation_table
-
     _, best, names = best_single_concept(presence, activations, concepts)
     dicts = [{"kind": "simple", "concept": str(c)} for c in names]
     return explanation_table(np.arange(len(dicts)) if neurons is None else neurons, method, dicts, "{}", best)

@@ -2,8 +2,10 @@
 (SPEC sec. 5, Table 5). Rules ``scoring_presence``, ``score_explanations``, ``table_automated``,
 ``downstream``.
 
-Scoring (:func:`scoring_presence` once per concept model, then :func:`score_layer`), on the held-out split (``test``), for every explanation of a
-table and every scorer:
+Scoring (:func:`neuronaudit.studies.scoring_presence.scoring_presence` once per concept model, then
+:func:`score_layer`), on the held-out split (``test``), for every explanation of a table and every
+scorer (:mod:`neuronaudit.studies.scorers`: a registered :class:`~neuronaudit.studies.scorers.Scorer`
+per ``label`` / concept model):
 
 * presence [c_t]_x of each concept the explanations name: a concept model's calibrated probability
   (``load_fitted(spec, state).presence``) or, for the scorer ``label``, the ground-truth labels;
@@ -35,9 +37,20 @@ import numpy as np
 import pandas as pd
 
 from neuronaudit.aggregation import standard_error
+from neuronaudit.data.arrays import class_indices, load_activations, split_rows
 from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
-from neuronaudit.explanations import Explanation, predicted_matrix
-from neuronaudit.scoring import correlation_scores
+from neuronaudit.explainers.downstream import downstream_auc
+from neuronaudit.explanations import Explanation
+from neuronaudit.io import provenance, read_meta, read_table, write_table
+from neuronaudit.studies.scorers import (  # noqa: F401 (score_table, named_concepts re-exported)
+    LABEL_SCORER,
+    ScoringData,
+    make_scorer,
+    named_concepts,
+    read_scoring_presence,
+    score_table,
+)
+from neuronaudit.text import encode_texts
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +59,6 @@ __all__ = [
     "SCORE_COLUMNS",
     "score_table",
     "named_concepts",
-    "scoring_presence",
     "read_scoring_presence",
     "score_layer",
     "AUTOMATED_COLUMNS",
@@ -56,139 +68,7 @@ __all__ = [
     "downstream_study",
 ]
 
-LABEL_SCORER = "label"
 SCORE_COLUMNS = ["model", "layer", "neuron", "method", "concept_model", "rho", "reason", "length"]
-
-
-def score_table(
-    explanations: pd.DataFrame,
-    activations: np.ndarray,
-    presence: np.ndarray,
-    concepts: Sequence[str],
-    scorer: str,
-    *,
-    image_ids: Sequence | None = None,
-    exclusions: Exclusions | None = None,
-    max_nan_fraction: float = MAX_NAN_FRACTION,
-) -> pd.DataFrame:
-    """Score every row of an explanation table against ``activations`` (N x K) with one scorer.
-
-    ``presence`` (N x T) holds [c_t]_x of the concepts ``concepts`` the scorer knows; rows naming
-    other concepts get NaN and a reason. Returns neuron, method, concept_model, rho, reason, length.
-
-    Non-finite values (:func:`neuronaudit.exclusions.finite_columns`): a neuron or concept column that
-    is all NaN (or NaN on more than ``max_nan_fraction`` of the images) is left out, so its rows get
-    NaN and the reason ``neuron left out: ...`` / ``concept left out for <scorer>: ...``; only images
-    with no activation or no presence at all (or NaN in a kept column) are dropped. What was left out
-    is recorded in ``exclusions`` (logged).
-    """
-    exclusions = exclusions if exclusions is not None else Exclusions(f"score by {scorer}", log, logging.DEBUG)
-    activations, presence = np.asarray(activations), np.asarray(presence)
-    exps = [Explanation.from_dict(s) for s in explanations["structured"]]
-    ids = np.arange(len(activations)) if image_ids is None else np.asarray(image_ids)
-    k = activations.shape[1]
-    rows, neuron_ok = finite_columns(activations, np.arange(k), ids, exclusions, col_item="neuron",
-                                     what="activation", max_nan_fraction=max_nan_fraction)
-    prow, concept_ok = finite_columns(presence[rows], list(concepts), ids[rows], exclusions, col_item="concept",
-                                      what=f"{scorer} presence", max_nan_fraction=max_nan_fraction)
-    rows[rows] = prow
-    activations, presence = activations[rows], presence[rows][:, concept_ok]
-    neuron_reason = exclusions.reasons("neuron")
-    concept_reason = exclusions.reasons("concept")
-    concepts = [c for c, ok in zip(concepts, concept_ok, strict=True) if ok]
-    known = set(concepts)
-    neurons = explanations["neuron"].to_numpy(np.int64)
-    reason = np.empty(len(exps), dtype=object)
-    ok = np.zeros(len(exps), dtype=bool)
-    for i, (e, nk) in enumerate(zip(exps, neurons, strict=True)):  # reasons per explanation row, not per image
-        named = e.concepts()
-        left_out = [c for c in named if c in concept_reason]
-        unknown = [c for c in named if c not in known and c not in concept_reason]
-        if not (0 <= nk < k) or not neuron_ok[nk]:
-            reason[i] = f"neuron left out: {neuron_reason.get(str(nk), 'not in the activations')}"
-        elif left_out:
-            reason[i] = f"concept left out for {scorer}: {left_out[:5]} ({concept_reason[left_out[0]]})"
-        elif unknown:
-            reason[i] = f"concept unknown to {scorer}: {unknown[:5]}"
-        else:
-            reason[i], ok[i] = "", True
-    rho = np.full(len(exps), np.nan)
-    if ok.any() and len(activations):
-        pred = predicted_matrix([e for e, g in zip(exps, ok, strict=True) if g], concepts, presence)
-        res = correlation_scores(activations, pred, pairing=neurons[ok])
-        rho[ok] = res.rho
-        reason[ok] = res.reason
-    return pd.DataFrame({
-        "neuron": neurons,
-        "method": explanations["method"].to_numpy(),
-        "concept_model": scorer,
-        "rho": rho,
-        "reason": reason.astype(str),
-        "length": explanations["length"].to_numpy(np.int64),
-    })
-
-
-def named_concepts(tables: Sequence[pd.DataFrame]) -> list[str]:
-    """Every concept the explanations of the tables name, in order of first appearance."""
-    names: dict[str, None] = {}
-    for table in tables:
-        for s in table["structured"]:
-            names.update(dict.fromkeys(Explanation.from_dict(s).concepts()))
-    return list(names)
-
-
-def scoring_presence(
-    spec: Mapping[str, Any],
-    state_path,
-    embeddings_path,
-    manifest_path,
-    explanation_paths: Sequence,
-    out,
-    *,
-    split: str = "test",
-    device: str = "cpu",
-    meta: Mapping[str, Any] | None = None,
-) -> list[str]:
-    """The scoring_presence rule: [c_t]_x on ``split`` of every concept the explanations name that the
-    concept model can score (all for open-vocabulary models; the trained concepts for the probe).
-
-    Written as a matrix file (column ``probability``, rows = the split's images in manifest order;
-    ``neuronaudit.meta.concepts`` lists the concepts). A model that knows none of them writes one
-    all-NaN placeholder column (Parquet lists cannot be empty). The concept model is loaded once
-    for all layers and methods, which is why this is a rule of its own. Returns the concepts.
-    """
-    from neuronaudit.concepts.stage import load_fitted
-    from neuronaudit.explainers.stage import concept_model_matrix, split_rows
-    from neuronaudit.io import provenance, read_table, write_matrix
-
-    manifest = pd.read_parquet(manifest_path)
-    rows = split_rows(manifest, split)
-    named = named_concepts([read_table(p, ["structured"]) for p in explanation_paths])
-    cm = load_fitted(dict(spec), state_path, device)
-    known = named if cm.has_text_encoder else [c for c in named if c in set(getattr(cm, "concepts", []))]
-    if known:
-        prob, _ = concept_model_matrix(rows, "probability", spec=spec, state_path=state_path,
-                                       embeddings_path=embeddings_path, concepts=known, device=device,
-                                       image_ids=manifest["image_id"].to_numpy()[rows], model=cm)
-    else:
-        prob = np.full((len(rows), 1), np.nan, dtype=np.float32)
-    info = provenance(split=split, concepts=known, n_named=len(named), concept_model=cm.info(), **dict(meta or {}))
-    write_matrix(out, manifest["image_id"].to_numpy()[rows], {"probability": prob},
-                 columns=known or ["(none)"], meta=info)
-    log.info("%d of %d named concepts scorable by %s on %d %s images", len(known), len(named),
-             spec.get("backend"), len(rows), split)
-    return known
-
-
-def read_scoring_presence(path, image_ids) -> tuple[np.ndarray, list[str]]:
-    """A scoring_presence file back: (probability (N x T), concepts), checked against ``image_ids``."""
-    from neuronaudit.io import read_matrix
-
-    m = read_matrix(path, ["probability"])
-    if not np.array_equal(m.image_ids, np.asarray(image_ids)):
-        raise ValueError(f"{path}: rows do not match the scoring split; rerun scoring_presence")
-    concepts = list(m.meta.get("concepts", m.columns))
-    return m["probability"][:, : len(concepts)], concepts
 
 
 def score_layer(
@@ -200,6 +80,7 @@ def score_layer(
     labels_path,
     presence_paths: Mapping[str, Any],
     label_scoring: bool = True,
+    scorers: Sequence[str] = (),
     split: str = "test",
     model: str = "",
     layer: str = "",
@@ -209,32 +90,26 @@ def score_layer(
     """The score rule: every explanation file of one (model, layer) x every scorer, on ``split``.
 
     ``explanation_paths`` / ``outs``: {method: path}; ``presence_paths``: {scorer: scoring_presence
-    file}; ``label_scoring`` adds the scorer ``label`` (ground truth) for the labelled concepts.
+    file}; ``label_scoring`` adds the scorer ``label`` (ground truth) for the labelled concepts;
+    ``scorers`` adds other registered scorer kinds (:mod:`neuronaudit.studies.scorers`), each named by its kind.
     """
-    from neuronaudit.explainers.stage import label_matrix, load_activations, split_rows
-    from neuronaudit.io import provenance, read_table, write_table
-
     manifest = pd.read_parquet(manifest_path)
     rows = split_rows(manifest, split)
     acts, _ = load_activations(activations_path, manifest, rows)
     image_ids = manifest["image_id"].to_numpy()[rows]
     tables = {m: read_table(p) for m, p in explanation_paths.items()}
-    scorers = {name: read_scoring_presence(p, image_ids) for name, p in presence_paths.items()}
-    if label_scoring:
-        labels = pd.read_parquet(labels_path)
-        labelled = set(labels["concept"].astype(str))
-        known = [c for c in named_concepts(list(tables.values())) if c in labelled]
-        pres, known = (label_matrix(labels[labels["concept"].isin(known)], image_ids) if known
-                       else (np.zeros((len(rows), 0), np.float32), []))
-        scorers = {LABEL_SCORER: (pres, known), **scorers}
+    kinds = list(scorers)
+    scorers = ([make_scorer(LABEL_SCORER)] if label_scoring else []) + [
+        make_scorer("concept_model", name, path) for name, path in presence_paths.items()] + [
+        make_scorer(kind) for kind in kinds]
+    data = ScoringData(image_ids, named_concepts(list(tables.values())), labels_path)
     excl = Exclusions(f"score {model}/{layer}", log)
     parts: dict[str, list[pd.DataFrame]] = {m: [] for m in tables}
-    for name, (pres, known) in scorers.items():
-        scorer_excl = Exclusions(f"score {model}/{layer} by {name}", log)  # logged once per scorer
-        for i, (method, table) in enumerate(tables.items()):
-            parts[method].append(score_table(table, acts, pres, known, name, image_ids=image_ids,
-                                             exclusions=scorer_excl if i == 0 else None,
-                                             max_nan_fraction=max_nan_fraction))
+    for scorer in scorers:
+        scorer_excl = Exclusions(f"score {model}/{layer} by {scorer.name}", log)  # logged once per scorer
+        scored = scorer.score(tables, acts, data, exclusions=scorer_excl, max_nan_fraction=max_nan_fraction)
+        for method in tables:
+            parts[method].append(scored[method])
         excl.extend(scorer_excl)
     out = {}
     for method in tables:
@@ -243,7 +118,7 @@ def score_layer(
         scores.insert(0, "model", model)
         scores = scores[SCORE_COLUMNS]
         info = provenance(model=model, layer=layer, method=method, split=split, n_images=int(len(rows)),
-                          scorers=list(scorers), excluded=excl.summary(), **dict(meta or {}))
+                          scorers=[sc.name for sc in scorers], excluded=excl.summary(), **dict(meta or {}))
         write_table(scores, outs[method], info)
         excl.write(outs[method])
         for scorer, g in scores.groupby("concept_model", sort=False):
@@ -373,11 +248,6 @@ def downstream_study(
     ``explanation_paths``: explanation tables of the target models' layers (model and layer are read
     from each file's metadata); ``activation_paths``: {(model, layer): activation file}.
     """
-    from neuronaudit.explainers.downstream import downstream_auc
-    from neuronaudit.explainers.stage import class_indices, load_activations, split_rows
-    from neuronaudit.io import read_meta, read_table
-    from neuronaudit.text import encode_texts
-
     manifest = pd.read_parquet(manifest_path)
     rows = split_rows(manifest, split)
     labels = pd.read_parquet(labels_path)

@@ -10,7 +10,8 @@ uniformly at random without replacement among the remaining pairs ("random"). Th
 mimic explanations worth evaluating; random pairs cover weak and negative correlations.
 
 Outputs are long DataFrames with columns model, layer, neuron, concept, concept_model, sampler, n,
-seed, rho, rho_hat, rce, n_distinct (+ guide_auc, gamma/alpha for the sweeps).
+seed, rho, rho_hat, rce, n_distinct, no_variation (the sample showed no variation in c, so rho_hat = 0
+was reported), pair (+ guide_auc, gamma/alpha for the sweeps).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def _label_grid(df: pd.DataFrame, pairs: pd.DataFrame, model: str, layer: str, c
             "concept_model": concept_model,
         }
     )
-    for col in ["sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct"]:
+    for col in ["sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct", "no_variation"]:
         out[col] = df[col].to_numpy()
     out["pair"] = idx
     if "guide_auc" in p:

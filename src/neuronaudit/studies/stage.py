@@ -74,6 +74,7 @@ SETTING2_COLUMNS = {
     "rho_hat": "float64",
     "rce": "float64",
     "pair": "int64",
+    "no_variation": bool,
     "kind": object,
 }
 PAIR_COLUMNS = ["pair_id", "model", "layer", "neuron", "concept", "rho", "kind", "setting2"]
@@ -473,7 +474,8 @@ def table4_auc_bins(
         )
         t["auc_bin"] = t["auc_bin"].astype(str)
         t = full.merge(t, on=["sampler", "auc_bin"], how="left")
-        t[["n_pairs", "n_excluded"]] = t[["n_pairs", "n_excluded"]].fillna(0).astype(int)
+        counts = [c for c in ("n_pairs", "n_excluded", "n_no_variation") if c in t]
+        t[counts] = t[counts].fillna(0).astype(int)
         t.insert(0, "concept_model", cm)
         t.insert(3, "n", n)
         frames.append(t)
@@ -490,6 +492,7 @@ def table4_auc_bins(
                 "n_pairs",
                 "n_excluded",
                 "mean_n_distinct",
+                *[c for c in ("n_no_variation", "share_no_variation") if c in out],
             ]
         ]
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def resolve_device(device: str = "auto") -> str:
-    import torch
+    import torch  # deferred: importing this module (every job script) does not load torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -14,6 +14,6 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def set_threads(threads: int) -> None:
-    import torch
+    import torch  # deferred: importing this module (every job script) does not load torch
 
     torch.set_num_threads(max(1, int(threads)))

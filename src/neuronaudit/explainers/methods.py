@@ -1,0 +1,158 @@
+"""The built-in explanation methods, one registered :class:`~neuronaudit.explainers.registry.Explainer`
+class each: thin adapters from the explain stage's inputs to the library functions of
+``clip_dissect``, ``linear``, ``invert``, ``baselines`` and ``importers``.
+
+Importing this module registers them; :mod:`neuronaudit.explainers.stage` does. A new method is one
+more class here (or in a module of its own that this module imports), see docs/explainers.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neuronaudit.explainers.baselines import top_activating_class, top_activating_class_table
+from neuronaudit.explainers.clip_dissect import DEFAULTS as CLIP_DISSECT_DEFAULTS
+from neuronaudit.explainers.clip_dissect import clip_dissect_table
+from neuronaudit.explainers.importers import read_explanations
+from neuronaudit.explainers.invert import invert, invert_table
+from neuronaudit.explainers.linear import DEFAULTS as LE_DEFAULTS
+from neuronaudit.explainers.linear import (
+    active_concepts,
+    best_single_concept_table,
+    linear_explanations,
+    linear_explanations_table,
+)
+from neuronaudit.explainers.registry import Explainer, ExplainInputs, register_explainer
+
+__all__ = ["ClipDissect", "LinearExplanations", "BestSingleConcept", "Invert", "TopClass", "Import"]
+
+log = logging.getLogger(__name__)
+
+
+def _defaults(func: Callable, names: tuple[str, ...]) -> dict[str, Any]:
+    """The defaults of keyword parameters ``names`` of a library function (kept in one place: there)."""
+    sig = inspect.signature(func).parameters
+    return {n: sig[n].default for n in names}
+
+
+@register_explainer
+class ClipDissect(Explainer):
+    """SoftWPMI over a concept model's raw image-text similarities (``clip_dissect.py``)."""
+
+    name = "clip_dissect"
+    inputs = frozenset({"activations", "similarity"})
+    params = dict(CLIP_DISSECT_DEFAULTS)
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        return clip_dissect_table(inputs.presence, inputs.activations, list(inputs.concepts), method=inputs.method,
+                                  **params)
+
+
+@register_explainer
+class LinearExplanations(Explainer):
+    """Linear Explanations (LE) on labels or a concept model's probabilities (``linear.py``), with
+    LE's concept activity filter: what it leaves out is counted; when it would leave out every
+    concept, LE runs without it and says so."""
+
+    name = "le"
+    inputs = frozenset({"activations", "labels", "concept_model"})
+    params = _defaults(linear_explanations, ("max_length", "tolerance", "width", "glm_lambda", "glm_alpha",
+                                             "glm_iters", "filter_concepts", "seed"))
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        presence, acts, name, excl = inputs.presence, inputs.activations, inputs.method, inputs.exclusions
+        if params.get("filter_concepts", True):
+            weak = ~active_concepts(presence, LE_DEFAULTS["min_top5"], 0.0)  # top-5 mean < 0.5
+            flat = ~active_concepts(presence, 0.0, LE_DEFAULTS["min_std"])  # (nearly) constant
+            names = np.asarray(inputs.concepts, dtype=object)
+            if flat.all():
+                raise ValueError(f"{name}: all {len(names)} concepts are constant on the probing images; "
+                                 "LE has nothing to explain with (check the presence / labels of this split)")
+            if (weak | flat).all():
+                # a weak concept model (or one image per class) may give no concept a top-5 mean >= 0.5;
+                # explain anyway, and say so
+                log.warning("%s: no concept passes LE's activity filter (%d of %d have a top-5 mean < %g, %d are "
+                            "constant); running without it", name, int(weak.sum()), len(names),
+                            LE_DEFAULTS["min_top5"], int(flat.sum()))
+                if excl is not None:
+                    excl.add("concept", names[flat], f"{name}: constant on the probing images "
+                             "(activity filter off: no concept passes it)")
+                table = linear_explanations_table(presence[:, ~flat], acts, list(names[~flat]), method=name,
+                                                  **{**params, "filter_concepts": False})
+                table["params"] = table["params"].map(
+                    lambda p: json.dumps({**json.loads(p), "filter_concepts": False}, sort_keys=True))
+                return table
+            if excl is not None:
+                excl.add("concept", names[flat], f"{name} activity filter: std < {LE_DEFAULTS['min_std']:g}")
+                excl.add("concept", names[weak & ~flat],
+                         f"{name} activity filter: mean of the top-5 values < {LE_DEFAULTS['min_top5']:g}")
+        return linear_explanations_table(presence, acts, list(inputs.concepts), method=name, **params)
+
+
+@register_explainer
+class BestSingleConcept(Explainer):
+    """The concept best correlated with the neuron (LE's l = 1 variant)."""
+
+    name = "le_l1"
+    inputs = frozenset({"activations", "labels", "concept_model"})
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        return best_single_concept_table(inputs.presence, inputs.activations, list(inputs.concepts),
+                                         method=inputs.method)
+
+
+@register_explainer
+class Invert(Explainer):
+    """INVERT formulas over the binary labels (``invert.py``)."""
+
+    name = "invert"
+    inputs = frozenset({"activations", "labels"})
+    params = _defaults(invert, ("length", "beam_size", "min_fraction", "max_fraction"))
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        return invert_table(inputs.presence, inputs.activations, list(inputs.concepts), method=inputs.method,
+                            **params)
+
+
+@register_explainer
+class TopClass(Explainer):
+    """The class most frequent among the neuron's top-activating images (baseline, ``baselines.py``)."""
+
+    name = "top_class"
+    inputs = frozenset({"activations", "classes"})
+    params = _defaults(top_activating_class, ("top_k", "mode"))
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        return top_activating_class_table(inputs.class_index, inputs.activations, list(inputs.class_names),
+                                          method=inputs.method, **params)
+
+
+@register_explainer
+class Import(Explainer):
+    """A CSV made elsewhere (``path``, ``format``), normalised by ``importers.read_explanations``."""
+
+    name = "import"
+    inputs = frozenset({"imported"})
+
+    def check(self, where: str, entry: Mapping[str, Any]) -> None:
+        if not entry.get("path") or not entry.get("format"):
+            raise ValueError(f"{where}: an import needs 'path' (may contain {{model}} and {{layer}}) and 'format'")
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        entry, path = inputs.entry, inputs.imported
+        # one file for several layers: the reader keeps this layer's rows (by layer key or module path),
+        # checks duplicates per layer, and counts and logs the other layers' rows
+        layers = None if "{layer}" in entry["path"] else [x for x in (inputs.layer, inputs.module) if x]
+        table = read_explanations(path, entry["format"], method=inputs.method, layers=layers)
+        n = inputs.n_layer_neurons
+        bad = table["neuron"][(table["neuron"] < 0) | (table["neuron"] >= n)]
+        if len(bad):
+            raise ValueError(f"{path}: unit {int(bad.iloc[0])} is outside the layer's {n} neurons")
+        return table

@@ -1,0 +1,392 @@
+"""Tests written to kill mutants of neuronaudit/sampling.py that the behavioural tests let through
+(``make mutate``; survivors that are equivalent are listed in docs/testing.md). Each pins an exact
+output: dtypes, error messages, defaults, edge cases, float64 arithmetic on float32 / int inputs."""
+
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import neuronaudit.sampling as sampling
+from neuronaudit.sampling import (
+    PairDraws,
+    _guide_tables,
+    _pair_columns,
+    ag_is_q,
+    check_q,
+    draw_samples,
+    estimate_moments,
+    estimate_rho,
+    exact_rho,
+    importance_weights,
+    mg_is_q,
+    moment_table,
+    relative_corr_error,
+    sampler_label,
+    sampler_q,
+    sampling_grid,
+    sampling_grid_loop,
+    standardise_activations,
+    summarise_rce,
+)
+
+
+def _toy(n=200, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    c = (rng.random((n, k)) < 0.2).astype(float)
+    a = rng.standard_normal((n, k)) + 1.5 * c
+    g = np.clip(0.6 * c + 0.4 * rng.random((n, k)), 0.01, 1.0)
+    return a, c, g
+
+
+def _msg(text):
+    return "^" + re.escape(text) + "$"
+
+
+# ---- q, weights, draws, estimators on non-float64 inputs: float64 arithmetic ---------------------
+def test_float32_and_int_inputs_are_computed_in_float64():
+    rng = np.random.default_rng(1)
+    a32 = rng.standard_normal((50, 2)).astype(np.float32)
+    c32 = (rng.random((50, 2)) * 0.9 + 0.05).astype(np.float32)
+    a64, c64 = a32.astype(np.float64), c32.astype(np.float64)
+    for got, want in [
+        (mg_is_q(a32, c32), mg_is_q(a64, c64)),
+        (mg_is_q(a64, c32), mg_is_q(a64, c64)),
+        (mg_is_q(a32, c64), mg_is_q(a64, c64)),
+        (ag_is_q(a32, alpha=3.0), ag_is_q(a64, alpha=3.0)),
+        (importance_weights(c32[:, 0], 7), 1.0 / (7 * c64[:, 0])),
+        (exact_rho(a32, c64), exact_rho(a64, c64)),
+        (exact_rho(a64, c32), exact_rho(a64, c64)),
+        (relative_corr_error(c32[:, 0], c64[:, 1]), relative_corr_error(c64[:, 0], c64[:, 1])),
+        (relative_corr_error(c64[:, 0], c32[:, 1]), relative_corr_error(c64[:, 0], c64[:, 1])),
+    ]:
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, want)
+    for est in ("unbiased", "self_normalised"):
+        for args in [(a32[:, 0], c64[:, 0], c64[:, 1]), (a64[:, 0], c32[:, 0], c64[:, 1]),
+                     (a64[:, 0], c64[:, 0], c32[:, 1])]:
+            got = estimate_moments(*args, estimator=est)
+            want = estimate_moments(a64[:, 0], c64[:, 0], c64[:, 1], estimator=est)
+            for g_, w_ in zip(got, want, strict=True):
+                assert g_.dtype == np.float64 and g_ == w_
+    assert mg_is_q(np.arange(1, 5), np.ones(4), gamma=0.0).dtype == np.float64
+    np.testing.assert_allclose(mg_is_q(np.arange(1, 5), np.ones(4), gamma=0.0), np.arange(1, 5) / 10, rtol=1e-15)
+
+
+def test_q_defaults_gamma_one_and_broadcasting():
+    a = np.array([1.0, -2.0, 0.5, 0.0])
+    np.testing.assert_allclose(ag_is_q(a), 0.8 * a**2 / np.sum(a**2) + 0.05, rtol=1e-14)  # alpha = 2, gamma = 0.2
+    np.testing.assert_allclose(mg_is_q(a, np.full(4, 0.5)), 0.8 * np.abs(a) / 3.5 + 0.05, rtol=1e-14)
+    # gamma = 1: q = p even where the model or activation weights are all zero
+    np.testing.assert_array_equal(mg_is_q(np.zeros(4), np.zeros(4), gamma=1.0), np.full(4, 0.25))
+    np.testing.assert_array_equal(ag_is_q(np.zeros((4, 2)), gamma=1.0), np.full((4, 2), 0.25))
+    q = mg_is_q(np.ones((4, 1)), np.ones((4, 3)), gamma=1.0)
+    assert q.shape == (4, 3)
+    q = mg_is_q(np.ones((4, 3)), np.ones((4, 1)), gamma=1.0)
+    assert q.shape == (4, 3)
+    with pytest.raises(ValueError, match=_msg("c_hat must be non-negative (a presence probability)")):
+        mg_is_q(a, np.array([0.1, -0.1, 0.2, 0.3]))
+    with pytest.raises(ValueError, match=_msg("MG-IS: the unnormalised sampling weights sum to zero (or NaN) "
+                                              "for column 0")):
+        mg_is_q(a, np.zeros(4))
+    # a 1-pair block along rows, and its column-0 message
+    with pytest.raises(ValueError, match="for column 0$"):
+        ag_is_q(np.zeros((1, 3)), axis=1)
+
+
+def test_sampler_specs_labels_and_errors():
+    a = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_array_equal(sampler_q("uniform", a), np.full(3, 1 / 3))
+    np.testing.assert_array_equal(sampler_q("ag_is", a), ag_is_q(a, 2.0, 0.2))
+    assert sampler_label("uniform") == "uniform" and sampler_label("mg_is") == "mg_is"
+    assert sampler_label({"name": "mg_is", "gamma": 0.1}) == "mg_is(gamma=0.1)"
+    assert sampler_label({"name": "ag_is", "alpha": 3, "gamma": 0.5}) == "ag_is(alpha=3,gamma=0.5)"
+    assert sampler_label({"name": "ag_is", "alpha": 1}) == "ag_is(alpha=1)"
+    assert sampler_label({"name": "ag_is", "alpha": 2.0, "gamma": 0.2}) == "ag_is"
+    assert sampler_label({"name": "mg_is", "gamma": 0.1, "label": 7}) == "7"
+    with pytest.raises(ValueError, match=_msg("unknown sampler 'is'; expected one of ['ag_is', 'mg_is', 'uniform']")):
+        sampler_label("is")
+    with pytest.raises(ValueError, match=_msg("sampler 'uniform' has unknown parameters ['gamma']")):
+        sampler_label({"name": "uniform", "gamma": 0.2})
+    with pytest.raises(ValueError, match=_msg("MG-IS needs c_guide (the concept model's presence estimates)")):
+        sampler_q("mg_is", a)
+
+
+def test_check_q_messages():
+    check_q(np.array([0.5, 0.0, 0.5]), p=np.array([0.5, 0.0, 0.5]))  # q = 0 only where p = 0: fine
+    tail = "where p > 0 ({} such inputs): importance sampling needs q > 0 wherever p > 0; use gamma > 0"
+    with pytest.raises(ValueError, match=_msg("q is zero at input 1 " + tail.format(1))):
+        check_q(np.array([0.5, 0.0, 0.5]))
+    with pytest.raises(ValueError, match=_msg("q is zero at input 2 " + tail.format(1))):
+        check_q(np.array([0.5, 0.0, 0.0]), p=np.array([0.5, 0.0, 0.5]))
+    q = np.ones((3, 4))
+    q[2, 1] = 0.0
+    q[1, 3] = np.nan
+    with pytest.raises(ValueError, match=_msg("q is zero at input 1 for pair 3 " + tail.format(2))):
+        check_q(q)
+    with pytest.raises(ValueError, match=_msg("q is zero at input 1 for pair d " + tail.format(2))):
+        check_q(q, names=list("abcd"))
+    with pytest.raises(ValueError, match=_msg("q is zero at input 2 for pair 1 " + tail.format(2))):
+        check_q(q.T, axis=1)
+    p = np.ones((3, 4))
+    p[2, 1] = 0.0
+    with pytest.raises(ValueError, match=_msg("q is zero at input 1 for pair 3 " + tail.format(1))):
+        check_q(q, p=p)
+    with pytest.raises(ValueError, match=_msg("q is zero at input 1 for pair 3 " + tail.format(1))):
+        check_q(q, p=np.where(p > 0, 0.5, 0.0))  # p > 0, not p > 1
+
+
+def test_draw_samples_is_rng_choice():
+    q = np.array([0.1, 0.2, 0.3, 0.4]) * 2  # unnormalised
+    got = draw_samples(q, 50, np.random.default_rng(3))
+    want = np.random.default_rng(3).choice(4, size=50, replace=True, p=q / q.sum())
+    np.testing.assert_array_equal(got, want)
+    q32 = (q / q.sum()).astype(np.float32)
+    np.testing.assert_array_equal(draw_samples(q32, 50, np.random.default_rng(3)), want)
+    got = draw_samples(np.full(6, 1 / 6), 6, np.random.default_rng(2), replace=False)
+    assert sorted(got) == list(range(6))
+    np.testing.assert_array_equal(got, np.random.default_rng(2).choice(6, size=6, replace=False))
+    with pytest.raises(ValueError, match=_msg("drawing without replacement is only supported for uniform q "
+                                              "(weights p/q = 1)")):
+        draw_samples(np.array([0.25, 0.25, 0.5]), 2, np.random.default_rng(0), replace=False)
+    with pytest.raises(ValueError, match="q is zero at input 0"):
+        draw_samples(np.array([0.0, 1.0]), 2, np.random.default_rng(0))
+
+
+def test_estimators_axes_defaults_and_errors():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 7))
+    c = rng.random((3, 7))
+    w = rng.random((3, 7)) + 0.5
+    m = estimate_moments(a, c, w)  # default: unbiased along the last axis
+    np.testing.assert_allclose(m[0], (w * a * c).sum(axis=1) / 7, rtol=1e-14)
+    sn = estimate_moments(a, c, w, "self_normalised")
+    for got, h in zip(sn, (a * c, c, c * c), strict=True):
+        np.testing.assert_allclose(got, (w * h).sum(axis=1) / w.sum(axis=1), rtol=1e-14)
+    sn0 = estimate_moments(a.T, c.T, w.T, "self_normalised", axis=0)
+    for got, want in zip(sn0, sn, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+    np.testing.assert_allclose(estimate_rho(a.T, c.T, w.T, "self_normalised", axis=0),
+                               estimate_rho(a, c, w, "self_normalised"), rtol=1e-14)
+    np.testing.assert_allclose(estimate_rho(a, c), estimate_rho(a, c, np.ones_like(c), "unbiased"), rtol=1e-14)
+    with pytest.raises(ValueError, match=_msg("estimator must be one of ('unbiased', 'self_normalised'), got 'x'")):
+        estimate_moments(a, c, estimator="x")
+    assert standardise_activations(a, axis=1).shape == (3, 7)
+    np.testing.assert_allclose(standardise_activations(a, axis=1).mean(axis=1), 0, atol=1e-12)
+
+
+def test_no_floating_point_warnings_on_undefined_cases():
+    """Undefined cases give NaN or 0 quietly (a constant neuron or concept, rho = 0, no variation)."""
+    a, c, g = _toy(n=120, k=3)
+    a[:, 1] = 3.0
+    c[:, 2] = 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(exact_rho(standardise_activations(a[:, 2]), c[:, 2]))
+        assert np.isnan(relative_corr_error(0.0, 0.0)) and np.isnan(relative_corr_error(0.3, 0.0))
+        assert estimate_rho(np.array([1.0, 2.0]), np.zeros(2)) == 0.0
+        df = sampling_grid(a, c, g, samplers=["uniform", "ag_is"], ns=[5, 20], seeds=range(2))
+    assert df.loc[df.pair > 0, "rho"].isna().all() and df.loc[df.pair == 0, "rho"].notna().all()
+
+
+def test_rce_values():
+    np.testing.assert_allclose(relative_corr_error([0.3, 0.1, np.nan], [0.2, 0.0, 0.5]), [0.5, np.nan, np.nan],
+                               rtol=1e-15)
+    assert relative_corr_error(-0.1, -0.2) == pytest.approx(0.5, rel=1e-15)
+
+
+# ---- the engine ------------------------------------------------------------------------------------
+def test_guide_tables_scale_the_cdf():
+    q = np.array([[1.0, 3.0, 0.0, 4.0], [2.0, 2.0, 2.0, 2.0]])
+    z, guide = _guide_tables(q)  # rows rescaled to sum N = 4
+    np.testing.assert_allclose(z.reshape(2, 4)[:, :3], [[0.5, 2.0, 2.0], [1.0, 2.0, 3.0]], rtol=1e-15)
+    assert np.isinf(z.reshape(2, 4)[:, 3]).all()
+    # guide[r, j] = r N + #{i : z[r, i] < j}
+    np.testing.assert_array_equal(guide, [0, 1, 1, 3, 4, 4, 5, 6])
+    z2, guide2 = _guide_tables(q / q.sum(axis=1, keepdims=True) * 4, sums_to_n=True)
+    np.testing.assert_allclose(z2, z, rtol=1e-15)
+    np.testing.assert_array_equal(guide2, guide)
+
+
+def test_pair_columns_long_and_non_contiguous():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 7)).astype(np.float32)
+    for cols in ([2], [1, 2, 3], [0, 4, 5], [6, 5]):
+        got = _pair_columns(x, np.asarray(cols))
+        assert got.dtype == np.float64 and got.shape == (len(cols), 3000)
+        np.testing.assert_array_equal(got, x[:, cols].T)
+    np.testing.assert_array_equal(_pair_columns(x, [3.0, 4.0], block=100), x[:, [3, 4]].T)
+
+
+def test_engine_pairs_weights_errors():
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 5, size=(2, 3, 6))
+    d = PairDraws.from_indices(idx, None, [2, 6], n_inputs=5)
+    np.testing.assert_array_equal(d.pairs, [0, 1])
+    assert d.n_pairs == 2 and d.n_inputs == 5 and d.nq is None
+    np.testing.assert_array_equal(d.weights(), np.ones((6, 6)))
+    np.testing.assert_array_equal(d.idx, idx)
+    gr = d.groups()
+    with pytest.raises(ValueError, match=_msg("estimator must be one of ('unbiased', 'self_normalised'), got 'sn'")):
+        d.estimate_grouped(np.ones((2, 5)), np.ones(len(gr)), gr, "sn")
+    with pytest.raises(ValueError, match=_msg("estimator must be one of ('unbiased', 'self_normalised'), got 'sn'")):
+        d.estimate(moment_table(np.ones((2, 5)), np.ones((2, 5))), None, "sn")
+    d2 = PairDraws.from_indices(idx[:, :, :4], np.full((2, 5), 0.2), [4], pairs=[7, 9])
+    np.testing.assert_array_equal(d2.pairs, [7, 9])
+    assert d2.flat.shape == (6, 4) and d2.idx.shape == (2, 3, 4)
+    np.testing.assert_allclose(d2.weights(), np.ones((6, 4)), rtol=1e-15)
+    # q = 0 where p > 0: the message names the pair (block position, or the given label)
+    a = np.ones((2, 4))
+    g = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0]])
+    spec = {"name": "mg_is", "gamma": 0.0}
+    with pytest.raises(ValueError, match="q is zero at input 1 for pair 1 "):
+        PairDraws.draw(spec, a, g, np.array([3]), 2, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="q is zero at input 1 for pair 12 "):
+        PairDraws.draw(spec, a, g, np.array([3]), 2, np.random.default_rng(0), pairs=np.array([11, 12]))
+    ok = PairDraws.draw(spec, a, np.ones((2, 4)), [3], 2, np.random.default_rng(0))
+    assert ok.flat.shape == (4, 3) and (ok.flat // 4 == np.repeat([0, 1], 2)[:, None]).all()
+
+
+def test_engine_counts_dtypes():
+    a, c, g = _toy(n=150, k=3)
+    df = sampling_grid(a, c, g, ns=[5, 30], seeds=range(3), rng=2)
+    assert df["n_distinct"].dtype == np.int32 and df["no_variation"].dtype == bool
+    assert df["n"].dtype == np.int64 and df["seed"].dtype == np.int64 and df["rho_hat"].dtype == np.float64
+    assert list(df["sampler"].cat.categories) == ["uniform", "mg_is", "ag_is"]
+
+
+# ---- sampling_grid: validation, defaults, chunks ------------------------------------------------------
+def test_grid_validation_messages():
+    a, c, g = _toy(n=60, k=3)
+    with pytest.raises(ValueError, match=_msg("estimator must be one of ('unbiased', 'self_normalised'), got 'sn'")):
+        sampling_grid(a, c, g, estimator="sn")
+    for bad_a, bad_c in ((a[:, 0], c), (a, c[:, 0]), (a[:50], c)):
+        with pytest.raises(ValueError, match=_msg(f"acts and c_true must be (N, K) and (N, M) with equal N; got "
+                                                  f"{bad_a.shape}, {bad_c.shape}")):
+            sampling_grid(bad_a, bad_c, None, samplers=["uniform"])
+    with pytest.raises(ValueError, match=_msg("c_guide shape (60, 2) differs from c_true shape (60, 3)")):
+        sampling_grid(a, c, g[:, :2])
+    with pytest.raises(ValueError, match=_msg("acts and c_true have different column counts: give "
+                                              "neuron_index/concept_index")):
+        sampling_grid(a[:, :2], c, g)
+    with pytest.raises(ValueError, match=_msg("neuron_index and concept_index must have the same length")):
+        sampling_grid(a, c, g, neuron_index=[0, 1], concept_index=[0])
+    with pytest.raises(ValueError, match=_msg("give both neuron_index and concept_index (or neither)")):
+        sampling_grid(a, c, g, neuron_index=[0, 1])
+    with pytest.raises(ValueError, match=_msg("give both neuron_index and concept_index (or neither)")):
+        sampling_grid(a, c, g, concept_index=[0, 1])
+    with pytest.raises(ValueError, match=_msg("sampler labels must be unique; got ['mg_is', 'mg_is']")):
+        sampling_grid(a, c, g, samplers=["mg_is", {"name": "mg_is"}])
+    with pytest.raises(ValueError, match=_msg("MG-IS needs c_guide (the concept model's presence estimates)")):
+        sampling_grid(a, c, None, samplers=["uniform", "mg_is"])
+    with pytest.raises(ValueError, match=_msg("sample sizes must be >= 1")):
+        sampling_grid(a, c, g, ns=[0, 5])
+    with pytest.raises(ValueError, match=_msg("at most 127 sample sizes")):
+        sampling_grid(a, c, g, ns=range(1, 129))
+    # the boundaries are allowed; no guide is needed without MG-IS
+    df = sampling_grid(a, c, None, samplers=["uniform", "ag_is"], ns=range(1, 128), seeds=[0], neuron_index=[2],
+                       concept_index=[1])
+    assert len(df) == 2 * 127 and set(df["n"]) == set(range(1, 128))
+    assert (df.loc[df.n == 1, "n_distinct"] == 1).all()
+
+
+def test_grid_defaults():
+    a, c, g = _toy(n=80, k=40, seed=2)
+    kw = dict(samplers=["uniform", "mg_is"], ns=[3, 9], seeds=range(2))
+    base = sampling_grid(a, c, g, **kw)
+    assert base.equals(sampling_grid(a, c, g, rng=0, chunk_size=32, estimator="unbiased", **kw))
+    assert not base.equals(sampling_grid(a, c, g, rng=1, **kw))
+    assert not base["rho_hat"].equals(sampling_grid(a, c, g, chunk_size=33, **kw)["rho_hat"])
+    # neuron_index / concept_index given as lists of floats or ints select the same pairs
+    sel = sampling_grid(a, c, g, neuron_index=[1.0, 2.0], concept_index=[1, 2], **kw)
+    assert sel.equals(sampling_grid(a[:, 1:3], c[:, 1:3], g[:, 1:3], **kw))
+
+
+def test_grid_loop_reference_is_reproducible_and_exact():
+    """sampling_grid_loop: rng.choice(N, n, p=q) per (pair, sampler, seed, n), from default_rng(rng)."""
+    a, c, g = _toy(n=90, k=2, seed=3)
+    a[:, 1] = 1.0
+    samplers = ["uniform", {"name": "ag_is", "alpha": 3.0}]
+    df = sampling_grid_loop(a, c, g, samplers=samplers, ns=[4, 10], seeds=[5, 6], estimator="self_normalised")
+    assert list(df.columns) == ["pair", "sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct"]
+    assert df.equals(sampling_grid_loop(a, c, g, samplers=samplers, ns=[10, 4], seeds=[5, 6], rng=0,
+                                        estimator="self_normalised"))
+    gen = np.random.default_rng(0)
+    ah = standardise_activations(a[:, 0])
+    rows = []
+    for spec in samplers:
+        q = sampler_q(spec, ah)
+        for seed in (5, 6):
+            for n in (4, 10):
+                idx = gen.choice(90, size=n, replace=True, p=q)
+                w = 1 / (90 * q[idx])
+                rh = np.sum(w * ah[idx] * c[idx, 0]) / np.sum(w)
+                m_c = np.sum(w * c[idx, 0]) / np.sum(w)
+                var = np.sum(w * c[idx, 0] ** 2) / np.sum(w) - m_c**2
+                rows.append((sampler_label(spec), seed, n, rh / np.sqrt(var) if var > 0 else 0.0, len(set(idx))))
+    first = df[df.pair == 0]
+    assert list(zip(first.sampler, first.seed, first.n, strict=True)) == [r[:3] for r in rows]
+    np.testing.assert_allclose(first["rho_hat"], [r[3] for r in rows], rtol=1e-10)
+    assert list(first["n_distinct"]) == [r[4] for r in rows]
+    rho = exact_rho(ah, c[:, 0])
+    np.testing.assert_allclose(first["rce"], np.abs(first["rho_hat"] - rho) / abs(rho), rtol=1e-12)
+    # the constant neuron: every (sampler, seed, n) row, NaN estimates, no inputs
+    const = df[df.pair == 1]
+    assert len(const) == 2 * 2 * 2 and const[["rho", "rho_hat", "rce"]].isna().all().all()
+    assert (const["n_distinct"] == 0).all()
+
+
+# ---- summarise_rce ----------------------------------------------------------------------------------
+def _long(rows):
+    return pd.DataFrame(rows, columns=["sampler", "n", "pair", "seed", "rho", "rce", "n_distinct", "cost"])
+
+
+def test_summarise_rce_groups_floor_extra_and_attrs():
+    rows = []
+    for pair, rho in ((0, 0.5), (1, -0.05), (2, 0.049), (3, np.nan)):
+        for seed in (0, 1):
+            rows.append(("u", 10, pair, seed, rho, 0.1 * (pair + 1) + 0.1 * seed, 9 + seed, 1.0 + seed))
+    rows.append(("m", 10, 2, 0, 0.049, 0.3, 8, 2.0))  # a group whose only pair is excluded
+    df = _long(rows)
+    s = summarise_rce(df)  # floor 0.05: pair 1 (|rho| = 0.05) kept, 2 and 3 excluded
+    assert list(s.columns) == ["sampler", "n", "rce", "sem", "n_pairs", "n_excluded", "mean_n_distinct"]
+    u = s[s.sampler == "u"].iloc[0]
+    assert u["n_pairs"] == 2 and u["n_excluded"] == 2
+    assert u["rce"] == pytest.approx(np.mean([0.15, 0.25])) and u["mean_n_distinct"] == pytest.approx(9.5)
+    assert u["sem"] == pytest.approx(np.std([0.15, 0.25], ddof=1) / np.sqrt(2))
+    m = s[s.sampler == "m"].iloc[0]
+    assert m["n_pairs"] == 0 and m["n_excluded"] == 1 and np.isnan(m["rce"])
+    assert s["n_pairs"].dtype == np.int64 and s["n_excluded"].dtype == np.int64
+    assert s.attrs == {"floor": 0.05, "n_excluded_pairs": 2}
+    e = summarise_rce(df[df.sampler == "u"], floor=0.0, extra=("cost",))
+    assert list(e.columns)[-1] == "mean_cost" and e["mean_cost"].iloc[0] == pytest.approx(1.5)
+    assert e["n_pairs"].iloc[0] == 3 and e["n_excluded"].iloc[0] == 1 and e.attrs["n_excluded_pairs"] == 1
+    # no pair excluded: n_excluded is 0, not NaN
+    k = summarise_rce(df[df.pair == 0])
+    assert k["n_excluded"].tolist() == [0] and k["n_pairs"].tolist() == [1]
+
+
+def test_summarise_rce_categorical_and_missing_groups():
+    df = _long([("u", 10, 0, 0, 0.5, 0.2, 9, 1.0), ("u", 10, 1, 0, 0.01, 0.9, 9, 1.0)])
+    df["sampler"] = pd.Categorical(df["sampler"], categories=["u", "unused"])
+    df["beta"] = np.nan
+    df["no_variation"] = [True, False]
+    s = summarise_rce(df, by=("sampler", "beta", "n"))
+    assert len(s) == 1 and s["sampler"].tolist() == ["u"] and np.isnan(s["beta"].iloc[0])
+    assert s["n_pairs"].tolist() == [1] and s["n_excluded"].tolist() == [1]
+    assert s["n_no_variation"].tolist() == [1] and s["share_no_variation"].tolist() == [1.0]
+    assert s["n_no_variation"].dtype == np.int64
+    # all pairs of a group excluded: no samples counted, share undefined
+    t = summarise_rce(df, floor=0.9, by=("sampler", "beta", "n"))
+    assert t["n_no_variation"].tolist() == [0] and np.isnan(t["share_no_variation"].iloc[0])
+    df["no_variation"] = [1, 0]  # counted as booleans
+    assert summarise_rce(df, by=("sampler", "n"))["n_no_variation"].tolist() == [1]
+
+
+def test_block_pairs():
+    assert sampling._block_pairs(30, 1600) == 1
+    assert sampling._block_pairs(4, 100) == 125
+    assert sampling._block_pairs(1, 1) == 50_000
+    assert sampling._block_pairs(0, 0) == 50_000
