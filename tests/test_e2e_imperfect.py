@@ -87,11 +87,11 @@ def test_all_nan_concept_is_left_out_and_counted_not_the_images(imperfect_run):
     work, _ = imperfect_run
     res = work / "results" / "tiny"
     # Setting 1 with the probe guide: the NaN concept is excluded with a reason, the study is not empty
-    sidecars = list((res / "sampling").rglob("*.excluded.parquet"))
+    sidecars = list((res / "setting1").rglob("*.excluded.parquet"))
     excluded = pd.concat([pd.read_parquet(p) for p in sidecars], ignore_index=True)
     hits = excluded[(excluded["item"] == "concept") & (excluded["name"] == NAN_CONCEPT)]
     assert len(hits) > 0 and hits["reason"].str.contains("NaN", case=False).all()
-    rce = pd.read_parquet(res / "sampling" / "rce.parquet")
+    rce = pd.read_parquet(res / "setting1" / "rce.parquet")
     assert len(rce) > 0 and rce["rce"].notna().any()
     # LE(probe) ran on every probing image: the explanation's metadata counts the NaN concept only
     scores = pd.read_parquet(res / "scores" / "lite0" / "head" / "le_probe.parquet")

@@ -150,6 +150,6 @@ def test_summary_table_text_and_groups():
     df = pd.DataFrame({"g": pd.Categorical(["a", "a", "b"], categories=["a", "b", "c"]), "v": [1.0, 2.0, 4.0]})
     s = summary_table(df, ["g"], "v")
     assert s["g"].tolist() == ["a", "b"]  # unobserved categories are not listed
-    assert s["text"].tolist()[0] == f"1.5000 ± {np.std([1, 2], ddof=1) / np.sqrt(2):.4f}"
-    assert summary_table(df, ["g"], "v", digits=1)["text"].tolist()[0] == "1.5 ± 0.5"
+    assert s["mean_pm_sem"].tolist()[0] == f"1.5000 ± {np.std([1, 2], ddof=1) / np.sqrt(2):.4f}"
+    assert summary_table(df, ["g"], "v", digits=1)["mean_pm_sem"].tolist()[0] == "1.5 ± 0.5"
     assert s["count"].tolist() == [2, 1]

@@ -41,7 +41,7 @@ def test_setting1_outputs_and_table(data):
     tab = auc_bin_table(df, n=180)
     assert set(tab["sampler"]) == {"uniform", "mg_is", "ag_is"}
     s = summary_table(df[df.n == 180], ["sampler"], "rce")
-    assert list(s.columns) == ["sampler", "mean", "sem", "count", "text"] and "±" in s["text"].iloc[0]
+    assert list(s.columns) == ["sampler", "mean", "sem", "count", "mean_pm_sem"] and "±" in s["mean_pm_sem"].iloc[0]
     g = gamma_sweep(acts, lab, guide, pairs.head(3), gammas=(0.0, 0.2), ns=[50], seeds=range(2))
     assert set(g["gamma"]) == {0.0, 0.2}
     a = alpha_sweep(acts, lab, guide, pairs.head(3), alphas=(1, 2), ns=[50], seeds=range(2))

@@ -188,7 +188,7 @@ def test_tables(setting1):
     assert set(t2["setting2_beta"]["beta"]) == {0.05, 0.2}
     assert set(t2["setting2_error_model"]["error_model"]) == {"uniform", "per_input"}
     for t in [*t1.values(), *t2.values()]:
-        assert len(t) and t["text"].str.contains("±").any()
+        assert len(t) and t["mean_pm_sem"].str.contains("±").any()
         # how often a sample showed no variation in c (rho_hat = 0 reported), per group
         assert {"n_no_variation", "share_no_variation"} <= set(t.columns)
         assert (t["n_no_variation"] >= 0).all() and t["share_no_variation"].dropna().between(0, 1).all()
@@ -217,10 +217,10 @@ TABLES = [
 @pytest.mark.slow
 def test_tiny_run_study_outputs(tiny_run: Path):
     res = tiny_run / "results/tiny"
-    pairs = read_table(res / "sampling/pairs.parquet")
+    pairs = read_table(res / "study_pairs/pairs.parquet")
     assert set(pairs["kind"]) == {"best", "random"}
     assert len(pairs.groupby(["model", "layer"])) == 4 and pairs.groupby(["model", "layer"]).size().min() >= 5
-    rce = read_table(res / "sampling/rce.parquet")
+    rce = read_table(res / "setting1/rce.parquet")
     need = {
         "model",
         "layer",
@@ -242,7 +242,7 @@ def test_tiny_run_study_outputs(tiny_run: Path):
     per = big.groupby("sampler")["rce"].mean()
     assert per["mg_is"] < per["uniform"], per
     for sweep in ("gamma", "alpha"):
-        assert len(read_table(res / f"sampling/{sweep}_sweep.parquet"))
+        assert len(read_table(res / f"setting1/{sweep}_sweep.parquet"))
     s2 = read_table(res / "setting2/rce.parquet")
     assert set(s2["n_raters"]) == {0, 1, 3} and np.isfinite(s2["rce"]).all()
     for t in TABLES:

@@ -84,7 +84,7 @@ def study_layer_inputs(wildcards):
         "labels": f"{RESULTS}/labels.parquet",
         "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
         "presence": study_presence_file(wildcards.concept_model),
-        "pairs": f"{RESULTS}/sampling/pairs.parquet",
+        "pairs": f"{RESULTS}/study_pairs/pairs.parquet",
     }
 
 
@@ -92,7 +92,7 @@ def setting1_files(guides=None, sweep=None):
     sub = "" if sweep is None else f"sweeps/{sweep}/"
     guides = study_guides() if guides is None else guides
     return [
-        f"{RESULTS}/sampling/{sub}{m}/{l}/{cm}.parquet"
+        f"{RESULTS}/setting1/{sub}{m}/{l}/{cm}.parquet"
         for m, l in study_layers()
         for cm in guides
     ]
@@ -100,7 +100,7 @@ def setting1_files(guides=None, sweep=None):
 
 def setting2_files():
     return [
-        f"{RESULTS}/ratings_sim/{m}/{l}/{cm}.parquet"
+        f"{RESULTS}/setting2/{m}/{l}/{cm}.parquet"
         for m, l in study_layers()
         for cm in setting2_priors()
     ]

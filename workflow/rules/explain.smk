@@ -46,9 +46,9 @@ rule explain:
         explain=explain_params,
         split=EXPLAIN["split"],
         device=device(),
-        code=script_code("explain_neurons.py"),
+        code=script_code("explain.py"),
     script:
-        "../scripts/explain_neurons.py"
+        "../scripts/explain.py"
 
 
 rule import_explanations:
@@ -71,9 +71,9 @@ rule import_explanations:
         entry=lambda wc: explain_method_spec(wc.method),
         module=lambda wc: model_spec(wc.model)["layers"][wc.layer],
         split=EXPLAIN["split"],
-        code=script_code("explain_import.py"),
+        code=script_code("import_explanations.py"),
     script:
-        "../scripts/explain_import.py"
+        "../scripts/import_explanations.py"
 
 
 # Presence of every concept the explanations name, on the scoring split: one job per concept model, so
@@ -97,9 +97,9 @@ rule scoring_presence:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         split=SCORING["split"],
         device=device(),
-        code=script_code("score_presence.py"),
+        code=script_code("scoring_presence.py"),
     script:
-        "../scripts/score_presence.py"
+        "../scripts/scoring_presence.py"
 
 
 rule score_explanations:

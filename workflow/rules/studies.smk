@@ -16,7 +16,7 @@ rule study_pairs:
             for cm in dict.fromkeys(study_guides() + setting2_priors())
         ],
     output:
-        f"{RESULTS}/sampling/pairs.parquet",
+        f"{RESULTS}/study_pairs/pairs.parquet",
     log:
         f"logs/{STUDY}/study_pairs.log",
     benchmark:
@@ -37,7 +37,7 @@ rule setting1:
     input:
         unpack(study_layer_inputs),
     output:
-        f"{RESULTS}/sampling/{{model}}/{{layer}}/{{concept_model}}.parquet",
+        f"{RESULTS}/setting1/{{model}}/{{layer}}/{{concept_model}}.parquet",
     log:
         f"logs/{STUDY}/setting1/{{model}}/{{layer}}/{{concept_model}}.log",
     benchmark:
@@ -56,7 +56,7 @@ rule setting1_sweep:
     input:
         unpack(study_layer_inputs),
     output:
-        f"{RESULTS}/sampling/sweeps/{{sweep}}/{{model}}/{{layer}}/{{concept_model}}.parquet",
+        f"{RESULTS}/setting1/sweeps/{{sweep}}/{{model}}/{{layer}}/{{concept_model}}.parquet",
     log:
         f"logs/{STUDY}/setting1_sweep/{{sweep}}/{{model}}/{{layer}}/{{concept_model}}.log",
     benchmark:
@@ -75,37 +75,37 @@ rule gather_setting1:
     input:
         setting1_files(),
     output:
-        f"{RESULTS}/sampling/rce.parquet",
+        f"{RESULTS}/setting1/rce.parquet",
     log:
         f"logs/{STUDY}/gather_setting1.log",
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=script_code("study_gather.py"),
+        code=script_code("gather.py"),
     script:
-        "../scripts/study_gather.py"
+        "../scripts/gather.py"
 
 
 rule gather_sweep:
     input:
         lambda wc: setting1_files(sweep_guides(), sweep=wc.sweep),
     output:
-        f"{RESULTS}/sampling/{{sweep}}_sweep.parquet",
+        f"{RESULTS}/setting1/{{sweep}}_sweep.parquet",
     log:
         f"logs/{STUDY}/gather_sweep/{{sweep}}.log",
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=script_code("study_gather.py"),
+        code=script_code("gather.py"),
     script:
-        "../scripts/study_gather.py"
+        "../scripts/gather.py"
 
 
 rule setting2:
     input:
         unpack(study_layer_inputs),
     output:
-        f"{RESULTS}/ratings_sim/{{model}}/{{layer}}/{{concept_model}}.parquet",
+        f"{RESULTS}/setting2/{{model}}/{{layer}}/{{concept_model}}.parquet",
     log:
         f"logs/{STUDY}/setting2/{{model}}/{{layer}}/{{concept_model}}.log",
     benchmark:
@@ -138,16 +138,16 @@ rule gather_setting2:
     conda:
         "../../envs/neuronaudit.yaml"
     params:
-        code=script_code("study_gather.py"),
+        code=script_code("gather.py"),
     script:
-        "../scripts/study_gather.py"
+        "../scripts/gather.py"
 
 
 rule study_tables:
     input:
-        rce=f"{RESULTS}/sampling/rce.parquet",
-        gamma=f"{RESULTS}/sampling/gamma_sweep.parquet",
-        alpha=f"{RESULTS}/sampling/alpha_sweep.parquet",
+        rce=f"{RESULTS}/setting1/rce.parquet",
+        gamma=f"{RESULTS}/setting1/gamma_sweep.parquet",
+        alpha=f"{RESULTS}/setting1/alpha_sweep.parquet",
         setting2=f"{RESULTS}/setting2/rce.parquet",
     output:
         **{t: f"{RESULTS}/tables/{t}.csv" for t in STUDY_TABLES},

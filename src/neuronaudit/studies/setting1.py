@@ -206,5 +206,5 @@ def summary_table(df: pd.DataFrame, by: Sequence[str], value: str, digits: int =
     by = list(by)
     g = df.groupby(by, observed=True)[value]
     out = g.agg(mean="mean", count="count").join(g.agg(standard_error).rename("sem")).reset_index()
-    out["text"] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(out["mean"], out["sem"], strict=True)]
-    return out[[*by, "mean", "sem", "count", "text"]]
+    out["mean_pm_sem"] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(out["mean"], out["sem"], strict=True)]
+    return out[[*by, "mean", "sem", "count", "mean_pm_sem"]]

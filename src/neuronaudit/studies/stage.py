@@ -431,7 +431,7 @@ def gather(paths: Sequence[str]) -> pd.DataFrame:
 
 
 def _text(out: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    out["text"] = [
+    out["mean_pm_sem"] = [
         ""
         if not np.isfinite(m)
         else f"{m:.{digits}f} ± {s:.{digits}f}"
@@ -443,7 +443,7 @@ def _text(out: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
 
 
 def _summarise(df: pd.DataFrame, by: Sequence[str], floor: float, extra: Sequence[str] = ()) -> pd.DataFrame:
-    """RCE mean ± SEM per group (:func:`neuronaudit.sampling.summarise_rce`), with its text column."""
+    """RCE mean ± SEM per group (:func:`neuronaudit.sampling.summarise_rce`), with its mean_pm_sem column."""
     return _text(summarise_rce(df, floor, by, extra))
 
 
