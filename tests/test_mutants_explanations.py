@@ -359,7 +359,13 @@ def test_explanation_table_rows_columns_and_dtypes():
     assert df["source_score"].tolist() == [1.0, 0.5] and df["source_score"].dtype == np.float64
     df = explanation_table([4], "m", dicts[:1])
     assert df["params"].tolist() == ["{}"] and len(df) == 1
-    assert len(explanation_table([], "m", [])) == 0
+    # the schema's dtypes hold for int32 / integer inputs and for an empty table too
+    df = explanation_table(np.array([5], dtype=np.int32), "m", dicts[:1], source_score=[2])
+    assert df["neuron"].dtype == np.int64 and df["source_score"].dtype == np.float64
+    empty = explanation_table([], "m", [], source_score=[])
+    assert len(empty) == 0 and list(empty.columns) == TABLE_COLUMNS
+    assert empty["neuron"].dtype == np.int64 and empty["length"].dtype == np.int64
+    assert empty["source_score"].dtype == np.float64
     _raises(ValueError, "2 neurons but 1 explanations", explanation_table, [1, 2], "m", dicts[:1])
     with pytest.raises(ValueError, match="kind"):
         explanation_table([1], "m", [{"concept": "dog"}])
