@@ -154,6 +154,27 @@ def test_a_method_the_scorer_cannot_score_does_not_empty_the_comparison():
     assert t.loc["words", "compared_on"] == "not compared: label scored none of its neurons"
 
 
+def test_a_method_scored_on_few_neurons_is_not_compared_but_keeps_its_own_mean():
+    """Seen on the default study: CLIP-Dissect's words were label concepts for 7 of 1,280 neurons, and
+    the common subset shrank every method's Table 1 mean to those 7 neurons."""
+    rows = []
+    for method, scored in [("a", range(20)), ("b", range(2, 20)), ("words", [0, 1, 5])]:
+        for k in range(20):
+            r = 0.05 * k if k in scored else np.nan
+            rows.append({"model": "m", "layer": "l", "neuron": k, "method": method, "concept_model": "label",
+                         "rho": r, "reason": "", "length": 1})
+    t, _ = automated_tables(pd.DataFrame(rows))
+    t = t.set_index("method")
+    assert (t["n_common"] == 18).all() and (t["n_methods"] == 2).all()
+    np.testing.assert_allclose(t.loc[["a", "b"], "mean"], [np.mean(0.05 * np.arange(2, 20))] * 2)
+    assert np.isnan(t.loc["words", "mean"])
+    np.testing.assert_allclose(t.loc["words", "mean_scored"], np.mean([0, 0.05, 0.25]))
+    assert t.loc["words", "compared_on"].startswith("not compared: label scored only 3 of its 20 neurons")
+    # with a lower bar it is compared, and then the common subset is neuron 5 alone
+    t2, _ = automated_tables(pd.DataFrame(rows), min_coverage=0.1)
+    assert (t2["n_common"] == 1).all()
+
+
 def test_downstream_counts_classes_without_a_positive_test_image(tmp_path, monkeypatch):
     # test split: classes 0 and 1 only -> classes 2 and 3 have no positive test image
     ids, cls, y, split, concepts = _dataset(tmp_path, split_of=lambda c: np.where(c < 2, "test", "val"))

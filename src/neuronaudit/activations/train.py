@@ -70,7 +70,7 @@ def train_small_cnn(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
             total += len(idx)
         metrics = {"epoch": epoch + 1, "train_loss": loss_sum / total, "train_accuracy": correct / total}

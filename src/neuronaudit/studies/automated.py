@@ -148,7 +148,9 @@ AUTOMATED_COLUMNS = ["model", "layer", "method", "concept_model", "n_neurons", "
                      "mean_length", "max_length"]
 
 
-def automated_tables(scores: pd.DataFrame, digits: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def automated_tables(
+    scores: pd.DataFrame, digits: int = 4, min_coverage: float = 0.5
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tables 1 and 2 from score rows: (simple methods, complex methods).
 
     A method is simple on a layer when every explanation it gave has length 1 (the paper's l = 1
@@ -158,18 +160,24 @@ def automated_tables(scores: pd.DataFrame, digits: int = 4) -> tuple[pd.DataFram
     ``n_common`` neurons that every method of the (model, layer, scorer), in both tables, scored
     (finite rho); a mean over each method's own scored neurons would average different subsets.
     ``n_scored`` / ``n_nan`` and ``mean_scored`` / ``sem_scored`` are each method's own;
-    ``compared_on`` says which subset the mean is over. Columns: :data:`AUTOMATED_COLUMNS`.
+    ``compared_on`` says which subset the mean is over. A method the scorer scores on fewer than
+    ``min_coverage`` times the neurons of the best-covered method (CLIP-Dissect's free words under the
+    label scorer) is not compared (``mean`` NaN, ``compared_on`` says why); it would otherwise shrink
+    every method's comparison to its few neurons. Columns: :data:`AUTOMATED_COLUMNS`.
     """
     rows = []
     for (model, layer, scorer), grp in scores.groupby(["model", "layer", "concept_model"], sort=True):
         scored = grp.pivot_table(index="neuron", columns="method", values="rho", aggfunc="first", dropna=False)
         scored = scored.reindex(columns=sorted(grp["method"].unique()))
         finite = np.isfinite(scored.to_numpy(dtype=np.float64))
-        # A method this scorer cannot score at all (e.g. CLIP-Dissect's free words under the label
-        # scorer) is left out of the comparison, not allowed to empty it; it says so in compared_on.
+        # A method this scorer can score on few neurons (CLIP-Dissect's free words under the label
+        # scorer: only where its word happens to be a labelled concept) is left out of the comparison
+        # rather than shrinking it to those few neurons; it says so in compared_on, and its own mean
+        # stays in mean_scored. "Few" = under min_coverage of the best-covered method's count.
         n_per_method = finite.sum(axis=0)
-        compared = [m for m, k in zip(scored.columns, n_per_method, strict=True) if k > 0]
-        common = scored.index[finite[:, n_per_method > 0].all(axis=1)] if compared else scored.index[:0]
+        keep = (n_per_method > 0) & (n_per_method >= min_coverage * n_per_method.max())
+        compared = [m for m, k in zip(scored.columns, keep, strict=True) if k]
+        common = scored.index[finite[:, keep].all(axis=1)] if compared else scored.index[:0]
         methods = list(scored.columns)
         note = (f"the {len(common)} neurons scored by all {len(compared)} methods scored here" if len(compared) > 1
                 else "the neurons scored (one method)")
@@ -179,16 +187,21 @@ def automated_tables(scores: pd.DataFrame, digits: int = 4) -> tuple[pd.DataFram
                         dict(zip(methods, n_per_method.tolist(), strict=True)))
         unscored = sorted(set(methods) - set(compared))
         if unscored:
-            log.warning("%s/%s: %s cannot score any neuron of %s (its concepts are not %s concepts): "
+            log.warning("%s/%s: %s scores too few neurons of %s (their concepts are mostly not %s concepts): "
                         "left out of the comparison", model, layer, scorer, unscored, scorer)
         for method, g in grp.groupby("method", sort=True):
             own_mean, own_sem = mean_sem(g["rho"].to_numpy())
             if method in compared:
                 mean, sem = mean_sem(g.loc[g["neuron"].isin(common), "rho"].to_numpy())
                 method_note = note
-            else:
+            elif not g["rho"].notna().any():
                 mean, sem = np.nan, np.nan
                 method_note = f"not compared: {scorer} scored none of its neurons"
+            else:
+                mean, sem = np.nan, np.nan
+                method_note = (f"not compared: {scorer} scored only {int(g['rho'].notna().sum())} of its "
+                               f"{len(g)} neurons (under {min_coverage:.0%} of the best-covered method); "
+                               "its own mean is mean_scored")
             rows.append({
                 "model": model, "layer": layer, "method": method, "concept_model": scorer,
                 "n_neurons": int(len(g)), "n_scored": int(g["rho"].notna().sum()), "n_nan": int(g["rho"].isna().sum()),
