@@ -113,7 +113,8 @@ def encode_texts(
 def _encode(texts: list[str], model: str, batch_size: int, device: str) -> np.ndarray:
     st = load_text_model(model, device)
     if not texts:
-        return np.zeros((0, st.get_sentence_embedding_dimension()), dtype=np.float32)
+        dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        return np.zeros((0, dim()), dtype=np.float32)
     emb = st.encode(
         texts,
         batch_size=batch_size,
