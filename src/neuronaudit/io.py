@@ -70,11 +70,13 @@ def _atomic_target(path: str | os.PathLike) -> tuple[Path, Path]:
     return path, Path(tmp)
 
 
+_UMASK = os.umask(0)  # read once (os.umask can only be read by setting it): no race with threads later
+os.umask(_UMASK)
+
+
 def _replace(tmp: Path, path: Path) -> None:
     """Atomically publish ``tmp`` as ``path`` (permissions as a normally created file)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path)
 
 

@@ -41,6 +41,7 @@ from torch import nn
 
 from neuronaudit.activations.models import load_model
 from neuronaudit.concepts.base import ConceptModel, _as_concepts
+from neuronaudit.io import atomic_path
 
 DEFAULT_FEATURES = {"source": "efficientnet_lite", "variant": 2}
 HEADS = ("linear", "mlp")
@@ -296,10 +297,8 @@ class ProbeConceptModel(ConceptModel):
             "concepts": self.concepts,
             "degenerate": self.degenerate,
         }
-        path = os.fspath(path)
-        tmp = path + ".partial.npz"
-        np.savez(tmp, header=np.array(json.dumps(header)), **self.params)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # unique temporary name, one rename (concurrent runs)
+            np.savez(tmp, header=np.array(json.dumps(header)), **self.params)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ProbeConceptModel:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from neuronaudit.concepts.backends import get_concept_model
 from neuronaudit.concepts.base import ConceptModel, l2_normalise, write_embeddings, write_presence
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.data.images import DEFAULT_MAX_FAILED_FRACTION, ImageSource, SkippedImages
-from neuronaudit.io import read_matrix, write_json
+from neuronaudit.io import atomic_path, read_matrix, write_json
 from neuronaudit.scoring import auc_scores
 
 log = logging.getLogger(__name__)
@@ -181,7 +180,8 @@ def fit(
             summary["fit_bce"] = float(fitted.bce) if hasattr(fitted, "bce") else None
             summary["n_train"] = int(train.sum())
         a, b = model.calibration
-        np.savez(state_out, calibration=np.array([a, b], dtype=np.float64))
+        with atomic_path(state_out) as tmp:
+            np.savez(tmp, calibration=np.array([a, b], dtype=np.float64))
         summary["calibration"] = {"a": a, "b": b}
     if held.any():
         prob, _ = model.presence(x[held], concepts)
@@ -189,8 +189,7 @@ def fit(
         summary["heldout_auc"] = {c: (None if not np.isfinite(v) else round(float(v), 4)) for c, v in zip(concepts, auc, strict=True)}
         summary["heldout_auc_mean"] = float(np.nanmean(auc))
         log.info("held-out AUC over %d concepts: mean %.3f", len(concepts), summary["heldout_auc_mean"])
-    with open(summary_out, "w") as fh:
-        json.dump(summary, fh, indent=2)
+    write_json(summary, summary_out)
     return summary
 
 

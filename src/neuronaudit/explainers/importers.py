@@ -47,6 +47,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from neuronaudit.explanations import TABLE_COLUMNS, explanation_table, parse_formula
+from neuronaudit.io import atomic_path
 
 __all__ = [
     "TABLE_COLUMNS",
@@ -586,7 +587,7 @@ def write_clustered_csv(table: pd.DataFrame, path) -> None:
 
 
 def _write(path, header, rows) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)

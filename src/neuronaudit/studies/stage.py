@@ -25,7 +25,7 @@ import pandas as pd
 
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
-from neuronaudit.io import read_matrix, read_table, write_table
+from neuronaudit.io import read_matrix, read_table, write_csv, write_table
 from neuronaudit.sampling import summarise_rce
 from neuronaudit.studies.setting1 import (
     AUC_BINS,
@@ -550,7 +550,7 @@ def setting2_tables(df: pd.DataFrame, beta: float = 0.05, floor: float = 0.05) -
 
 def write_csv_tables(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str], digits: int = 6) -> None:
     for name, path in paths.items():
-        tables[name].round(digits).to_csv(path, index=False)
+        write_csv(tables[name].round(digits), path)
 
 
 def write_study_table(df: pd.DataFrame, path: str, meta: dict[str, Any] | None = None,

@@ -1,0 +1,1 @@
+"""Real ratings: export, import, aggregation and interval estimates (issue 9)."""

@@ -1,0 +1,319 @@
+"""Read Amazon Mechanical Turk batch results CSVs (issue 9, item 3) into rating rows.
+
+MTurk's "Download CSV" of a batch has one row per assignment (one worker doing one HIT):
+
+* ``HITId``, ``AssignmentId``, ``WorkerId``, ``AssignmentStatus`` (``Submitted``, ``Approved`` or
+  ``Rejected``), ``AcceptTime``, ``SubmitTime`` (MTurk writes e.g. ``Sun Nov 22 10:31:05 PST 2026``;
+  ISO 8601 is also accepted; a blank cell gives a null ``submitted_at``), and many other columns that
+  are ignored;
+* ``Input.<name>``: the batch input CSV's columns, i.e. the task HTML's ``${name}`` variables. The
+  input variables of a neuronaudit task are
+
+  - ``Input.task_id``: the task's id (the ``task`` column of the ratings; if the column is absent, the
+    HITId is used);
+  - ``Input.concept``: the concept shown ("Select all the images that contain: <concept>");
+  - ``Input.image_1`` .. ``Input.image_15`` (any number of slots ``image_<k>``, k >= 1): the images.
+    A cell holds an image id or the URL/path of the uploaded image; **image_id mapping**: a value
+    containing ``/`` is a URL or path, and its image id is the last path segment (query and fragment
+    removed, %-escapes decoded) without an image extension (``.jpg .jpeg .png .webp .gif .bmp``), so
+    ``https://bucket/s3/ab12.jpg?x=1`` -> ``ab12``; any other value is the image id itself. A blank
+    slot is an unused slot (a last task with fewer than 15 images).
+
+* answers, in one of two encodings:
+
+  - **``Answer.taskAnswers``** (crowd-html-elements' ``<crowd-form>``; the encoding of the task HTML
+    neuronaudit exports): a JSON list holding one object, with one ``<crowd-checkbox name="img_<k>">``
+    per slot: ``[{"img_1": {"on": true}, "img_2": {"on": false}, ...}]``. ``img_<k>`` selected means
+    rating 1 for ``Input.image_<k>``; not selected (``false``) or absent means 0. Also accepted: the
+    list form ``[{"selected": ["img_3", "img_7"]}]`` (the selected slots; all others 0). Other keys
+    (e.g. a free-text ``comments`` field) are ignored. MTurk quotes the JSON as a CSV field (inner
+    quotes doubled), which the CSV reader undoes.
+  - **flat ``Answer.img_<k>``** fields (a classic HTML form with ``<input type="checkbox"
+    name="img_<k>">``): ``on``/``true``/``1``/``yes`` (any case) is 1; blank, ``off``/``false``/``0``/
+    ``no`` is 0.
+
+  A row uses ``Answer.taskAnswers`` if that column exists and the cell is not blank, else the flat
+  fields. An answer for a slot with no image (selected) is an error.
+
+Rejected assignments are counted and left out (their answers are not parsed). A repeated row of the
+same ``AssignmentId`` counts once (a repeat with different answers, worker or task is an error).
+Every malformed row raises :class:`RatingsImportError` naming the file, the 1-based line and the
+column, and saying what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from neuronaudit.explainers.importers import CsvTable, ImportFormatError
+
+__all__ = ["RatingsImportError", "MturkBatch", "read_mturk_results", "image_id_from_cell", "parse_mturk_time",
+           "MTURK_COLUMNS"]
+
+MTURK_COLUMNS = ("HITId", "AssignmentId", "WorkerId", "AssignmentStatus")
+STATUSES = {"Submitted", "Approved", "Rejected"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+_SLOT_RE = re.compile(r"img_(\d+)")
+_INPUT_IMAGE_RE = re.compile(r"Input\.image_(\d+)")
+_ANSWER_IMAGE_RE = re.compile(r"Answer\.img_(\d+)")
+FLAT_WORDS = {"": 0, "on": 1, "true": 1, "1": 1, "yes": 1, "off": 0, "false": 0, "0": 0, "no": 0}
+# time zones MTurk writes (it uses US Pacific time) and a few more, as offsets from UTC in hours
+TZ_OFFSETS = {"PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
+              "UTC": 0, "GMT": 0, "Z": 0}
+_MTURK_TIME_RE = re.compile(r"\s*(\w{3}) (\w{3}) +(\d{1,2}) (\d{2}:\d{2}:\d{2}) ([A-Za-z]{1,5}) (\d{4})\s*")
+
+
+class RatingsImportError(ImportFormatError):
+    """A malformed ratings file: the message names the file, the 1-based line and the column (where
+    there are ones) and says what to do. A ``ValueError``."""
+
+
+def image_id_from_cell(value: str) -> str:
+    """The image id of an ``Input.image_<k>`` cell: a URL's/path's basename without an image extension,
+    else the value itself (stripped)."""
+    value = value.strip()
+    if "/" not in value:
+        return value
+    parts = urlsplit(value)
+    path = parts.path if (parts.scheme or parts.netloc) else value.split("?", 1)[0].split("#", 1)[0]
+    name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+    if name.lower().endswith(IMAGE_EXTENSIONS):
+        name = name[: name.rfind(".")]
+    return name
+
+
+def parse_mturk_time(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(UTC timestamps, mask of unparseable non-blank cells) from MTurk times ("Sun Nov 22 10:31:05 PST
+    2026") or ISO 8601; blank cells give NaT (not an error). Vectorised."""
+    s = pd.Series(values, dtype=object).fillna("").astype(str).str.strip()
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    blank = (s == "").to_numpy()
+    parts = s.str.fullmatch(_MTURK_TIME_RE.pattern)
+    m = parts.to_numpy(dtype=bool)
+    if m.any():
+        ex = s[m].str.extract(_MTURK_TIME_RE.pattern)
+        tz = ex[4].str.upper().map(TZ_OFFSETS)
+        local = pd.to_datetime(ex[1] + " " + ex[2] + " " + ex[5] + " " + ex[3], format="%b %d %Y %H:%M:%S",
+                               errors="coerce")
+        utc = (local - pd.to_timedelta(tz, unit="h")).dt.tz_localize("UTC")
+        out[m] = utc
+    rest = ~m & ~blank
+    if rest.any():
+        iso = pd.to_datetime(s[rest], errors="coerce", utc=True, format="ISO8601")
+        out[rest] = iso
+    bad = ~blank & out.isna().to_numpy()
+    return out, bad
+
+
+@dataclass
+class MturkBatch:
+    """The assignments of one results file that are kept, as flat rating rows plus per-file counts.
+
+    ``assignment`` gives, per rating row, the 0-based index of its kept assignment; ``lines`` the file
+    line of each kept assignment."""
+
+    path: str
+    task: list[str] = field(default_factory=list)
+    concept: list[str] = field(default_factory=list)
+    rater: list[str] = field(default_factory=list)
+    assignment_id: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    submitted_at: pd.Series | None = None
+    image_id: list[str] = field(default_factory=list)
+    rating: list[int] = field(default_factory=list)
+    slot: list[int] = field(default_factory=list)
+    n_ratings: list[int] = field(default_factory=list)
+    rows_read: int = 0
+    rejected: int = 0
+    duplicate: int = 0
+
+    @property
+    def kept(self) -> int:
+        return len(self.lines)
+
+    def frame(self, source: str) -> pd.DataFrame:
+        """Rating rows in the ratings schema plus ``_line``/``_assignment``/``_column`` (not stored)."""
+        n = np.asarray(self.n_ratings, dtype=np.int64)
+        rep = lambda xs: np.repeat(np.asarray(xs, dtype=object), n)  # noqa: E731
+        times = self.submitted_at if self.submitted_at is not None else pd.Series([], dtype="datetime64[ns, UTC]")
+        return pd.DataFrame({
+            "task": rep(self.task), "image_id": np.asarray(self.image_id, dtype=object),
+            "concept": rep(self.concept), "rater": rep(self.rater),
+            "rating": np.asarray(self.rating, dtype=np.int8), "source": source,
+            "submitted_at": pd.Series(np.repeat(times.to_numpy(), n), dtype="datetime64[ns, UTC]"),
+            "_line": np.repeat(np.asarray(self.lines, dtype=np.int64), n),
+            "_assignment": np.repeat(np.arange(len(n)), n),
+            "_column": [f"Input.image_{k}" for k in self.slot],
+        })
+
+
+def _err(path, line, column, what) -> RatingsImportError:
+    return RatingsImportError(path, what, line=line, column=column)
+
+
+def _checked_slots(value) -> dict[int, int]:
+    """{slot: 0/1} from the taskAnswers object; raises ValueError(what) on a bad encoding."""
+    if not isinstance(value, dict):
+        raise ValueError("the JSON list must hold one object (crowd-form's answers)")
+    out: dict[int, int] = {}
+    for key, v in value.items():
+        if key == "selected":
+            if not isinstance(v, list) or not all(isinstance(x, str) and _SLOT_RE.fullmatch(x) for x in v):
+                raise ValueError('"selected" must be a list of slot names like ["img_3", "img_7"]')
+            for x in v:
+                out[int(x[4:])] = 1
+            continue
+        m = _SLOT_RE.fullmatch(key)
+        if not m:
+            continue  # other form fields (comments, ...) are not ratings
+        if isinstance(v, dict) and set(v) == {"on"} and isinstance(v["on"], bool):
+            on = v["on"]
+        elif isinstance(v, bool):
+            on = v
+        else:
+            raise ValueError(f'"{key}" must be a crowd-checkbox value like {{"on": true}}, got {json.dumps(v)[:60]}')
+        out[int(m.group(1))] = max(out.get(int(m.group(1)), 0), int(on))
+    return out
+
+
+def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
+    """Parse an MTurk batch results CSV (format in the module docstring) into an :class:`MturkBatch`.
+
+    Raises :class:`RatingsImportError` (file, line, column, what to do) on any malformed row; rejected
+    assignments and repeated AssignmentIds are counted, never silently dropped."""
+    t = table if table is not None else CsvTable(path, MTURK_COLUMNS)
+    path = t.path
+    missing = [c for c in (*MTURK_COLUMNS, "Input.concept") if c not in t.index]
+    if missing:
+        raise RatingsImportError(path, f"missing column(s) {missing}; an MTurk batch results CSV has HITId, "
+                                 "AssignmentId, WorkerId, AssignmentStatus and the task's Input.concept, "
+                                 "Input.image_<k> columns; download the results from the batch's page",
+                                 line=t.header_line)
+    slots = sorted((int(m.group(1)), j) for c, j in t.index.items() if (m := _INPUT_IMAGE_RE.fullmatch(c)))
+    if not slots:
+        raise RatingsImportError(path, "no Input.image_<k> columns: the task's images are not in the file; "
+                                 "use the batch input CSV neuronaudit exports", line=t.header_line)
+    flat = {int(m.group(1)): j for c, j in t.index.items() if (m := _ANSWER_IMAGE_RE.fullmatch(c))}
+    j_json = t.index.get("Answer.taskAnswers")
+    if j_json is None and not flat:
+        raise RatingsImportError(path, "no answer columns: expected Answer.taskAnswers (crowd-form JSON) or "
+                                 "Answer.img_<k> fields", line=t.header_line)
+    slot_numbers = {k for k, _ in slots}
+    unknown_flat = sorted(set(flat) - slot_numbers)
+    j_hit, j_asg, j_worker, j_status = (t.index[c] for c in MTURK_COLUMNS)
+    j_task = t.index.get("Input.task_id")
+    j_concept = t.index["Input.concept"]
+    j_submit = t.index.get("SubmitTime")
+    b = MturkBatch(path=path)
+    b.rows_read = len(t.rows)
+    seen: dict[str, tuple] = {}
+    submit_cells: list[str] = []
+    for row, line in zip(t.rows, t.lines, strict=True):
+        status = row[j_status].strip()
+        if status not in STATUSES:
+            raise _err(path, line, "AssignmentStatus", f"{status!r} is not an assignment status; expected one of "
+                       f"{sorted(STATUSES)} (as MTurk writes them)")
+        asg = row[j_asg].strip()
+        if not asg:
+            raise _err(path, line, "AssignmentId", "is empty; every MTurk assignment has an id: use the file "
+                       "as MTurk wrote it")
+        worker = row[j_worker].strip()
+        if not worker and status != "Rejected":
+            raise _err(path, line, "WorkerId", "is empty; the rater's WorkerId is needed to count each rater "
+                       "once: use the file as MTurk wrote it")
+        hit = row[j_hit].strip()
+        task = row[j_task].strip() if j_task is not None else hit
+        if not task:
+            col = "Input.task_id" if j_task is not None else "HITId"
+            raise _err(path, line, col, "is empty; every task needs its id (the batch input CSV's task_id)")
+        if status == "Rejected":
+            sig = (task, worker, "Rejected")
+            if asg in seen:
+                if seen[asg][0] != sig:
+                    raise _err(path, line, "AssignmentId", f"assignment {asg!r} appears again (line {seen[asg][1]}) "
+                               "with a different status, worker or task; keep one row per assignment")
+                b.duplicate += 1
+            else:
+                seen[asg] = (sig, line)
+                b.rejected += 1
+            continue
+        concept = row[j_concept].strip()
+        if not concept:
+            raise _err(path, line, "Input.concept", "is empty; every task shows a concept")
+        images = {k: row[j].strip() for k, j in slots}
+        present = {k: image_id_from_cell(v) for k, v in images.items() if v}
+        for k, v in present.items():
+            if not v:
+                raise _err(path, line, f"Input.image_{k}", f"{images[k]!r} gives no image id (a URL ending in "
+                           "'/'?); give the image's id or its URL ending in <image_id>.<ext>")
+        if not present:
+            raise _err(path, line, "Input.image_1", "the task has no images (all Input.image_<k> are blank)")
+        answers: dict[int, int]
+        cell = row[j_json].strip() if j_json is not None else ""
+        if cell:
+            try:
+                obj = json.loads(cell)
+                if not isinstance(obj, list) or len(obj) != 1:
+                    raise ValueError("expected a JSON list holding one object, as crowd-form writes it")
+                answers = _checked_slots(obj[0])
+            except (ValueError, RecursionError) as e:
+                what = f"not valid JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else str(e)
+                raise _err(path, line, "Answer.taskAnswers",
+                           f"{what}; expected crowd-form answers like "
+                           '[{"img_1": {"on": true}, "img_2": {"on": false}}]: use the file as MTurk wrote it') from None
+        elif flat:
+            answers = {}
+            for k, j in flat.items():
+                word = row[j].strip().lower()
+                r = FLAT_WORDS.get(word)
+                if r is None:
+                    raise _err(path, line, f"Answer.img_{k}", f"{row[j].strip()!r} is not a checkbox answer; "
+                               "expected 'on' (selected) or blank (also true/false, 1/0, yes/no)")
+                if r:
+                    answers[k] = 1
+            if unknown_flat and any(answers.get(k) for k in unknown_flat):
+                k = next(k for k in unknown_flat if answers.get(k))
+                raise _err(path, line, f"Answer.img_{k}", f"slot {k} is selected but there is no Input.image_{k} "
+                           "column; check that the results belong to this task design")
+        else:
+            raise _err(path, line, "Answer.taskAnswers", "is empty: the assignment has no answers; remove the "
+                       "row or reject the assignment on MTurk (rejected assignments are left out)")
+        for k, v in answers.items():
+            if v and k not in present:
+                column = f"Answer.img_{k}" if not cell else "Answer.taskAnswers"
+                raise _err(path, line, column, f"image slot img_{k} is selected but Input.image_{k} is blank or "
+                           "absent; check that the answers belong to this task")
+        ratings = tuple((k, present[k], answers.get(k, 0)) for k in sorted(present))
+        sig = (task, worker, concept, ratings)
+        if asg in seen:
+            if seen[asg][0] != sig:
+                raise _err(path, line, "AssignmentId", f"assignment {asg!r} appears again (first on line "
+                           f"{seen[asg][1]}) with different answers, worker, task or concept; keep one row per "
+                           "assignment")
+            b.duplicate += 1
+            continue
+        seen[asg] = (sig, line)
+        b.task.append(task)
+        b.concept.append(concept)
+        b.rater.append(worker)
+        b.assignment_id.append(asg)
+        b.lines.append(line)
+        submit_cells.append(row[j_submit] if j_submit is not None else "")
+        b.n_ratings.append(len(ratings))
+        for k, image, r in ratings:
+            b.slot.append(k)
+            b.image_id.append(image)
+            b.rating.append(r)
+    times, bad = parse_mturk_time(pd.Series(submit_cells, dtype=object))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _err(path, b.lines[i], "SubmitTime", f"{submit_cells[i].strip()!r} is not a time; expected MTurk's "
+                   "format (e.g. 'Sun Nov 22 10:31:05 PST 2026'), ISO 8601, or blank")
+    b.submitted_at = times.reset_index(drop=True)
+    return b
