@@ -26,7 +26,7 @@ MTurk's "Download CSV" of a batch has one row per assignment (one worker doing o
     per slot: ``[{"img_1": {"on": true}, "img_2": {"on": false}, ...}]``. ``img_<k>`` selected means
     rating 1 for ``Input.image_<k>``; not selected (``false``) or absent means 0. Also accepted: the
     list form ``[{"selected": ["img_3", "img_7"]}]`` (the selected slots; all others 0). Other keys
-    (e.g. a free-text ``comments`` field) are ignored. MTurk quotes the JSON as a CSV field (inner
+    (e.g. a free-text ``comments`` field) are ignored; a key ``img_<not a number>`` is an error. MTurk quotes the JSON as a CSV field (inner
     quotes doubled), which the CSV reader undoes.
   - **flat ``Answer.img_<k>``** fields (a classic HTML form with ``<input type="checkbox"
     name="img_<k>">``): ``on``/``true``/``1``/``yes`` (any case) is 1; blank, ``off``/``false``/``0``/
@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -59,6 +59,7 @@ __all__ = ["RatingsImportError", "MturkBatch", "read_mturk_results", "image_id_f
 MTURK_COLUMNS = ("HITId", "AssignmentId", "WorkerId", "AssignmentStatus")
 STATUSES = {"Submitted", "Approved", "Rejected"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+_EXTENSIONS = frozenset(IMAGE_EXTENSIONS)
 _SLOT_RE = re.compile(r"img_(\d+)")
 _INPUT_IMAGE_RE = re.compile(r"Input\.image_(\d+)")
 _ANSWER_IMAGE_RE = re.compile(r"Answer\.img_(\d+)")
@@ -66,6 +67,11 @@ FLAT_WORDS = {"": 0, "on": 1, "true": 1, "1": 1, "yes": 1, "off": 0, "false": 0,
 # time zones MTurk writes (it uses US Pacific time) and a few more, as offsets from UTC in hours
 TZ_OFFSETS = {"PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5, "EST": -5, "EDT": -4,
               "UTC": 0, "GMT": 0, "Z": 0}
+# the exported crowd-checkbox form, [{"img_1": {"on": true}, ...}], matched without a JSON parser
+_ITEM = r'"img_[0-9]+"\s*:\s*\{\s*"on"\s*:\s*(?:true|false)\s*\}'
+_CANON = re.compile(r"\[\s*\{\s*" + _ITEM + r"(?:\s*,\s*" + _ITEM + r")*\s*\}\s*\]")
+_KEY = re.compile(r'"img_([0-9]+)"')
+_TRUE = re.compile(r'"img_([0-9]+)"\s*:\s*\{\s*"on"\s*:\s*true')
 _MTURK_TIME_RE = re.compile(r"\s*(\w{3}) (\w{3}) +(\d{1,2}) (\d{2}:\d{2}:\d{2}) ([A-Za-z]{1,5}) (\d{4})\s*")
 
 
@@ -78,13 +84,18 @@ def image_id_from_cell(value: str) -> str:
     """The image id of an ``Input.image_<k>`` cell: a URL's/path's basename without an image extension,
     else the value itself (stripped)."""
     value = value.strip()
-    if "/" not in value:
+    slash = value.rfind("/")
+    if slash < 0:
         return value
-    parts = urlsplit(value)
-    path = parts.path if (parts.scheme or parts.netloc) else value.split("?", 1)[0].split("#", 1)[0]
-    name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
-    if name.lower().endswith(IMAGE_EXTENSIONS):
-        name = name[: name.rfind(".")]
+    if "?" in value or "#" in value:
+        value = value.split("#", 1)[0].split("?", 1)[0]
+        slash = value.rfind("/")
+    name = value[slash + 1:]
+    if "%" in name:
+        name = unquote(name)
+    dot = name.rfind(".")
+    if dot >= 0 and name[dot:].lower() in _EXTENSIONS:
+        name = name[:dot]
     return name
 
 
@@ -127,7 +138,7 @@ class MturkBatch:
     submitted_at: pd.Series | None = None
     image_id: list[str] = field(default_factory=list)
     rating: list[int] = field(default_factory=list)
-    slot: list[int] = field(default_factory=list)
+    slot: list[str] = field(default_factory=list)
     n_ratings: list[int] = field(default_factory=list)
     rows_read: int = 0
     rejected: int = 0
@@ -138,18 +149,19 @@ class MturkBatch:
         return len(self.lines)
 
     def frame(self, source: str) -> pd.DataFrame:
-        """Rating rows in the ratings schema plus ``_line``/``_assignment``/``_column`` (not stored)."""
+        """Rating rows in the ratings schema plus ``_line``/``_assignment``/``_slot`` (not stored)."""
         n = np.asarray(self.n_ratings, dtype=np.int64)
         rep = lambda xs: np.repeat(np.asarray(xs, dtype=object), n)  # noqa: E731
         times = self.submitted_at if self.submitted_at is not None else pd.Series([], dtype="datetime64[ns, UTC]")
+        naive = times.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
         return pd.DataFrame({
             "task": rep(self.task), "image_id": np.asarray(self.image_id, dtype=object),
             "concept": rep(self.concept), "rater": rep(self.rater),
             "rating": np.asarray(self.rating, dtype=np.int8), "source": source,
-            "submitted_at": pd.Series(np.repeat(times.to_numpy(), n), dtype="datetime64[ns, UTC]"),
+            "submitted_at": pd.Series(np.repeat(naive, n)).dt.tz_localize("UTC"),
             "_line": np.repeat(np.asarray(self.lines, dtype=np.int64), n),
             "_assignment": np.repeat(np.arange(len(n)), n),
-            "_column": [f"Input.image_{k}" for k in self.slot],
+            "_slot": np.asarray(self.slot, dtype=object),  # the column of an error: Input.image_<slot>
         })
 
 
@@ -169,17 +181,25 @@ def _checked_slots(value) -> dict[int, int]:
             for x in v:
                 out[int(x[4:])] = 1
             continue
-        m = _SLOT_RE.fullmatch(key)
-        if not m:
+        if key[:4] != "img_":
             continue  # other form fields (comments, ...) are not ratings
-        if isinstance(v, dict) and set(v) == {"on"} and isinstance(v["on"], bool):
+        n = key[4:]
+        if not (n.isascii() and n.isdigit()):
+            raise ValueError(f'"{key}" is not a slot name; slots are img_1, img_2, ...')
+        if v.__class__ is dict and len(v) == 1 and v.get("on").__class__ is bool:
             on = v["on"]
-        elif isinstance(v, bool):
+        elif v.__class__ is bool:
             on = v
         else:
             raise ValueError(f'"{key}" must be a crowd-checkbox value like {{"on": true}}, got {json.dumps(v)[:60]}')
-        out[int(m.group(1))] = max(out.get(int(m.group(1)), 0), int(on))
+        k = int(n)
+        if on or k not in out:
+            out[k] = 1 if on else 0
     return out
+
+
+def _unique(keys: list[str]) -> bool:
+    return len(set(keys)) == len(keys)
 
 
 def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
@@ -195,17 +215,19 @@ def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
                                  "AssignmentId, WorkerId, AssignmentStatus and the task's Input.concept, "
                                  "Input.image_<k> columns; download the results from the batch's page",
                                  line=t.header_line)
-    slots = sorted((int(m.group(1)), j) for c, j in t.index.items() if (m := _INPUT_IMAGE_RE.fullmatch(c)))
+    # slots are keyed by their number as text ("1".."15"), as found in the answers
+    numbered = sorted((int(m.group(1)), j) for c, j in t.index.items() if (m := _INPUT_IMAGE_RE.fullmatch(c)))
+    slots = [(str(k), j) for k, j in numbered]
     if not slots:
         raise RatingsImportError(path, "no Input.image_<k> columns: the task's images are not in the file; "
                                  "use the batch input CSV neuronaudit exports", line=t.header_line)
-    flat = {int(m.group(1)): j for c, j in t.index.items() if (m := _ANSWER_IMAGE_RE.fullmatch(c))}
+    flat = {str(int(m.group(1))): j for c, j in t.index.items() if (m := _ANSWER_IMAGE_RE.fullmatch(c))}
     j_json = t.index.get("Answer.taskAnswers")
     if j_json is None and not flat:
         raise RatingsImportError(path, "no answer columns: expected Answer.taskAnswers (crowd-form JSON) or "
                                  "Answer.img_<k> fields", line=t.header_line)
     slot_numbers = {k for k, _ in slots}
-    unknown_flat = sorted(set(flat) - slot_numbers)
+    unknown_flat = sorted(set(flat) - slot_numbers, key=int)
     j_hit, j_asg, j_worker, j_status = (t.index[c] for c in MTURK_COLUMNS)
     j_task = t.index.get("Input.task_id")
     j_concept = t.index["Input.concept"]
@@ -213,6 +235,7 @@ def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
     b = MturkBatch(path=path)
     b.rows_read = len(t.rows)
     seen: dict[str, tuple] = {}
+    ids: dict[str, str] = {}  # cell -> image id (each image is in several assignments)
     submit_cells: list[str] = []
     for row, line in zip(t.rows, t.lines, strict=True):
         status = row[j_status].strip()
@@ -246,29 +269,36 @@ def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
         concept = row[j_concept].strip()
         if not concept:
             raise _err(path, line, "Input.concept", "is empty; every task shows a concept")
-        images = {k: row[j].strip() for k, j in slots}
-        present = {k: image_id_from_cell(v) for k, v in images.items() if v}
-        for k, v in present.items():
-            if not v:
-                raise _err(path, line, f"Input.image_{k}", f"{images[k]!r} gives no image id (a URL ending in "
-                           "'/'?); give the image's id or its URL ending in <image_id>.<ext>")
+        present: dict[str, str] = {}
+        for k, j in slots:
+            v = row[j]
+            if v:
+                iid = ids.get(v)
+                if iid is None:
+                    iid = ids[v] = image_id_from_cell(v)
+                    if not iid and v.strip():
+                        raise _err(path, line, f"Input.image_{k}", f"{v.strip()!r} gives no image id (a URL ending "
+                                   "in '/'?); give the image's id or its URL ending in <image_id>.<ext>")
+                if iid:
+                    present[k] = iid
         if not present:
             raise _err(path, line, "Input.image_1", "the task has no images (all Input.image_<k> are blank)")
-        answers: dict[int, int]
         cell = row[j_json].strip() if j_json is not None else ""
-        if cell:
+        if cell and _CANON.fullmatch(cell) and '"img_0' not in cell and _unique(_KEY.findall(cell)):
+            answers = set(_TRUE.findall(cell))  # the exported form, parsed in C
+        elif cell:
             try:
                 obj = json.loads(cell)
                 if not isinstance(obj, list) or len(obj) != 1:
                     raise ValueError("expected a JSON list holding one object, as crowd-form writes it")
-                answers = _checked_slots(obj[0])
+                answers = {str(k) for k, v in _checked_slots(obj[0]).items() if v}
             except (ValueError, RecursionError) as e:
                 what = f"not valid JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else str(e)
                 raise _err(path, line, "Answer.taskAnswers",
                            f"{what}; expected crowd-form answers like "
                            '[{"img_1": {"on": true}, "img_2": {"on": false}}]: use the file as MTurk wrote it') from None
         elif flat:
-            answers = {}
+            answers = set()
             for k, j in flat.items():
                 word = row[j].strip().lower()
                 r = FLAT_WORDS.get(word)
@@ -276,21 +306,22 @@ def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
                     raise _err(path, line, f"Answer.img_{k}", f"{row[j].strip()!r} is not a checkbox answer; "
                                "expected 'on' (selected) or blank (also true/false, 1/0, yes/no)")
                 if r:
-                    answers[k] = 1
-            if unknown_flat and any(answers.get(k) for k in unknown_flat):
-                k = next(k for k in unknown_flat if answers.get(k))
+                    answers.add(k)
+            if unknown_flat and any(k in answers for k in unknown_flat):
+                k = next(k for k in unknown_flat if k in answers)
                 raise _err(path, line, f"Answer.img_{k}", f"slot {k} is selected but there is no Input.image_{k} "
                            "column; check that the results belong to this task design")
         else:
             raise _err(path, line, "Answer.taskAnswers", "is empty: the assignment has no answers; remove the "
                        "row or reject the assignment on MTurk (rejected assignments are left out)")
-        for k, v in answers.items():
-            if v and k not in present:
+        for k in answers:
+            if k not in present:
                 column = f"Answer.img_{k}" if not cell else "Answer.taskAnswers"
                 raise _err(path, line, column, f"image slot img_{k} is selected but Input.image_{k} is blank or "
                            "absent; check that the answers belong to this task")
-        ratings = tuple((k, present[k], answers.get(k, 0)) for k in sorted(present))
-        sig = (task, worker, concept, ratings)
+        images_of = list(present.values())
+        ratings_of = [1 if k in answers else 0 for k in present]
+        sig = (task, worker, concept, images_of, ratings_of)
         if asg in seen:
             if seen[asg][0] != sig:
                 raise _err(path, line, "AssignmentId", f"assignment {asg!r} appears again (first on line "
@@ -305,11 +336,10 @@ def read_mturk_results(path, table: CsvTable | None = None) -> MturkBatch:
         b.assignment_id.append(asg)
         b.lines.append(line)
         submit_cells.append(row[j_submit] if j_submit is not None else "")
-        b.n_ratings.append(len(ratings))
-        for k, image, r in ratings:
-            b.slot.append(k)
-            b.image_id.append(image)
-            b.rating.append(r)
+        b.n_ratings.append(len(images_of))
+        b.slot.extend(present)
+        b.image_id.extend(images_of)
+        b.rating.extend(ratings_of)
     times, bad = parse_mturk_time(pd.Series(submit_cells, dtype=object))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
