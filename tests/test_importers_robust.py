@@ -163,7 +163,7 @@ def test_header_only_file_gives_an_empty_table_and_a_warning(tmp_path, caplog, f
     assert "only_header.csv" in caplog.text and "m gets 0 explanations" in caplog.text
 
 
-def test_method_without_explanations_stays_in_table_1(tmp_path):
+def test_method_without_explanations_stays_in_table_1(tmp_path, monkeypatch):
     """A header-only import leads to an empty score file; table_automated keeps the method (n_neurons 0)."""
     def scores(method, n):
         return pd.DataFrame({"model": ["m"] * n, "layer": ["l"] * n, "neuron": np.arange(n, dtype=np.int64),
@@ -178,11 +178,13 @@ def test_method_without_explanations_stays_in_table_1(tmp_path):
     snake = types.SimpleNamespace(input=paths, log=[str(tmp_path / "t.log")],
                                   output=types.SimpleNamespace(simple=str(tmp_path / "t1.csv"),
                                                                complex=str(tmp_path / "t2.csv")))
-    stderr = sys.stderr
+    stderr, handlers = sys.stderr, logging.getLogger().handlers[:]
+    monkeypatch.setenv("NEURONAUDIT_PROGRESS", "0")  # no console-echo thread left running in the test session
     try:
         runpy.run_path(str(REPO / "workflow" / "scripts" / "table_automated.py"), init_globals={"snakemake": snake})
     finally:
-        sys.stderr = stderr  # setup_job_log redirects stderr to the log
+        sys.stderr = stderr  # setup_job_log redirects stderr to the log and replaces the root handlers
+        logging.getLogger().handlers[:] = handlers
     t1 = pd.read_csv(tmp_path / "t1.csv")
     row = t1[t1["method"] == "imported"].iloc[0]
     assert row["n_neurons"] == 0 and row["concept_model"] == "probe" and math.isnan(row["mean"])
