@@ -42,6 +42,7 @@ from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
 from neuronaudit.explainers.downstream import downstream_auc
 from neuronaudit.explanations import Explanation
 from neuronaudit.io import provenance, read_meta, read_table, write_table
+from neuronaudit.report.tables import mean_pm_sem
 from neuronaudit.studies.scorers import (  # noqa: F401 (score_table, named_concepts re-exported)
     LABEL_SCORER,
     ScoringData,
@@ -137,12 +138,6 @@ def mean_sem(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(standard_error(x)) if x.size > 1 else float("nan")
 
 
-def _fmt(mean: float, sem: float, digits: int = 4) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {sem:.{digits}f}" if np.isfinite(sem) else f"{mean:.{digits}f}"
-
-
 AUTOMATED_COLUMNS = ["model", "layer", "method", "concept_model", "n_neurons", "n_scored", "n_nan", "n_common",
                      "n_methods", "mean", "sem", "mean_pm_sem", "mean_scored", "sem_scored", "compared_on",
                      "mean_length", "max_length"]
@@ -206,7 +201,7 @@ def automated_tables(
                 "model": model, "layer": layer, "method": method, "concept_model": scorer,
                 "n_neurons": int(len(g)), "n_scored": int(g["rho"].notna().sum()), "n_nan": int(g["rho"].isna().sum()),
                 "n_common": int(len(common)), "n_methods": len(compared),
-                "mean": mean, "sem": sem, "mean_pm_sem": _fmt(mean, sem, digits),
+                "mean": mean, "sem": sem, "mean_pm_sem": mean_pm_sem(mean, sem, digits),
                 "mean_scored": own_mean, "sem_scored": own_sem, "compared_on": method_note,
                 "mean_length": float(g["length"].mean()), "max_length": int(g["length"].max()),
             })
@@ -325,7 +320,7 @@ def downstream_study(
                              "n_classes_used": int(used.sum()), "n_classes_excluded": int((~used).sum()),
                              "excluded_reason": "; ".join(f"{r}: {c}" for r, c in reasons.items()),
                              "n_distinct_neurons": int(g["neuron"].nunique()), "mean_auc": mean, "sem": sem,
-                             "mean_pm_sem": _fmt(mean, sem), "mean_similarity": float(g["similarity"].mean())})
+                             "mean_pm_sem": mean_pm_sem(mean, sem), "mean_similarity": float(g["similarity"].mean())})
     summary = pd.DataFrame(summary_rows, columns=DOWNSTREAM_COLUMNS)
     for r in summary.itertuples():
         if r.n_classes_excluded:

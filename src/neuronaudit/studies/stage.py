@@ -26,6 +26,7 @@ import pandas as pd
 from neuronaudit.data.datasets import labels_matrix
 from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
 from neuronaudit.io import read_matrix, read_table, write_csv, write_table
+from neuronaudit.report.tables import mean_pm_sem
 from neuronaudit.sampling import summarise_rce
 from neuronaudit.studies.setting1 import (
     AUC_BINS,
@@ -432,12 +433,7 @@ def gather(paths: Sequence[str]) -> pd.DataFrame:
 
 def _text(out: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     out["mean_pm_sem"] = [
-        ""
-        if not np.isfinite(m)
-        else f"{m:.{digits}f} ± {s:.{digits}f}"
-        if np.isfinite(s)
-        else f"{m:.{digits}f}"
-        for m, s in zip(out["rce"], out["sem"], strict=True)
+        mean_pm_sem(m, s, digits, missing="") for m, s in zip(out["rce"], out["sem"], strict=True)
     ]
     return out
 
