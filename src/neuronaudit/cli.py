@@ -4,6 +4,8 @@
     neuronaudit run -n                   # what would run, and why
     neuronaudit run --configfile config/paper.yaml --config study=p1 --cores 8
     neuronaudit config config/tiny.yaml --config 'sampling={seeds: 3}'   # validate, print with defaults
+    neuronaudit serve results/default/crowd --raters 5   # the local rating app (docs/crowd_app.md)
+    neuronaudit export-ratings results/default/crowd     # its answers -> app_ratings.parquet
 
 Anything ``run`` does not know is passed to Snakemake as it is.
 """
@@ -19,6 +21,8 @@ from pathlib import Path
 import yaml
 
 from neuronaudit.config import ConfigError, load_config
+from neuronaudit.crowd.app import serve
+from neuronaudit.crowd.store import AppSetupError, export_ratings
 
 
 def find_workflow(start: str | os.PathLike | None = None) -> Path:
@@ -75,6 +79,30 @@ def cmd_config(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
+    if extra:
+        raise SystemExit(f"neuronaudit serve: unexpected arguments {extra}")
+    raters = args.rater if args.rater else args.raters
+    try:
+        return serve(args.crowd, host=args.host, port=args.port, raters=raters,
+                     raters_per_task=args.raters_per_task, threads=args.threads, run=not args.setup_only)
+    except AppSetupError as err:
+        print(f"neuronaudit serve: {err}", file=sys.stderr)
+        return 1
+
+
+def cmd_export_ratings(args: argparse.Namespace, extra: list[str]) -> int:
+    if extra:
+        raise SystemExit(f"neuronaudit export-ratings: unexpected arguments {extra}")
+    try:
+        path, n = export_ratings(args.crowd, args.out)
+    except AppSetupError as err:
+        print(f"neuronaudit export-ratings: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: {n} ratings")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuronaudit",
@@ -94,6 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     conf.add_argument("--config", nargs="+", metavar="KEY=VALUE", help="override single keys")
     conf.add_argument("--directory", help="the neuronaudit checkout (default: found from here)")
     conf.set_defaults(func=cmd_config)
+    srv = sub.add_parser("serve", help="the local rating app for a crowd folder (tasks.parquet + images/)",
+                         description="Serve the rating tasks of CROWD (results/<study>/crowd) to your own raters: "
+                         "prints one private link per rater and the owner's link. The answers live in "
+                         "CROWD/app.sqlite; re-running reuses it (same links). See docs/crowd_app.md.")
+    srv.add_argument("crowd", metavar="CROWD", help="the crowd folder holding tasks.parquet and images/")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    who = srv.add_mutually_exclusive_group()
+    who.add_argument("--raters", type=int, metavar="N", help="N raters named rater01... (new store: default 3)")
+    who.add_argument("--rater", action="append", metavar="NAME", help="a named rater (repeat for each)")
+    srv.add_argument("--raters-per-task", type=int, metavar="M",
+                     help="raters per task (new store: default 3; at most the number of raters)")
+    srv.add_argument("--threads", type=int, default=8, help="server worker threads (default 8)")
+    srv.add_argument("--setup-only", action="store_true", help="create the store, print the links, do not serve")
+    srv.set_defaults(func=cmd_serve)
+    exp = sub.add_parser("export-ratings", help="write the rating app's answers as a ratings Parquet")
+    exp.add_argument("crowd", metavar="CROWD", help="the crowd folder the app served")
+    exp.add_argument("--out", help="output Parquet (default CROWD/app_ratings.parquet)")
+    exp.set_defaults(func=cmd_export_ratings)
     return parser
 
 
