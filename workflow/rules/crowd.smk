@@ -1,0 +1,309 @@
+# The crowd stage (issue 9; docs/crowd.md): MG-IS task design for chosen explanations, the MTurk export,
+# simulated workers answering in MTurk's results format, the import of every answer file, and the BRAgg
+# estimates and tables. All files of a study live in results/{study}/crowd/.
+# Snakemake reserves the name "items" (input/output/params are lists with an .items() method), so
+# CROWD/items.parquet is named item_table in every rule (snakemake.input.item_table).
+
+CROWD = config["crowd"]
+CROWD_DIR = f"{RESULTS}/crowd"
+CROWD_SIMPLE_KINDS = ("clip_dissect", "le_l1", "top_class")
+
+
+def crowd_layers():
+    """["model/layer"] of crowd.evaluate, each checked against the configured models (none when
+    crowd.enabled is false, so that a study without the default pair still parses)."""
+    if not CROWD["enabled"]:
+        return []
+    out = []
+    for pair in CROWD["evaluate"]:
+        model, layer = pair["model"], pair["layer"]
+        if model not in config["models"]:
+            raise WorkflowError(
+                f"crowd.evaluate: model {model!r} is not configured ({sorted(config['models'])}); "
+                "fix crowd.evaluate or set crowd.enabled: false"
+            )
+        if layer not in model_spec(model)["layers"]:
+            raise WorkflowError(
+                f"crowd.evaluate: model {model!r} has no layer {layer!r} "
+                f"({sorted(model_spec(model)['layers'])})"
+            )
+        out.append(f"{model}/{layer}")
+    return list(dict.fromkeys(out))
+
+
+def crowd_methods():
+    """crowd.methods, or the configured simple methods of Table 1 (single-concept explanations)."""
+    methods = CROWD["methods"]
+    if methods is None:
+        return [
+            m
+            for m, e in EXPLAIN["methods"].items()
+            if e["method"] in CROWD_SIMPLE_KINDS
+            or (e["method"] == "invert" and (e.get("params") or {}).get("length") == 1)
+        ]
+    for m in methods:
+        if m not in EXPLAIN["methods"]:
+            raise WorkflowError(
+                f"crowd.methods: {m!r} is not an explain method ({sorted(EXPLAIN['methods'])})"
+            )
+    return list(methods)
+
+
+def crowd_files(stage):
+    """{"model/layer/method": path} of the evaluated explanations (stage: explanations or scores)."""
+    out = {}
+    for key in crowd_layers():
+        model, layer = key.split("/")
+        for method in crowd_methods():
+            if method in explain_methods(model, layer):
+                out[f"{key}/{method}"] = f"{RESULTS}/{stage}/{key}/{method}.parquet"
+    return out
+
+
+def crowd_guide_file():
+    if CROWD["enabled"] and CROWD["guide"] not in config["concept_models"]:
+        raise WorkflowError(
+            f"crowd.guide: {CROWD['guide']!r} is not a configured concept model "
+            f"({sorted(config['concept_models'])})"
+        )
+    if CROWD["enabled"] and CROWD["split"] != SCORING["split"]:
+        raise WorkflowError(
+            f"crowd.split = {CROWD['split']!r}: the guide's presence is computed on the scoring split "
+            f"{SCORING['split']!r}; set crowd.split to explain.scoring.split"
+        )
+    return f"{RESULTS}/scores/presence/{CROWD['guide']}.parquet"
+
+
+def crowd_design_settings():
+    keys = ("evaluate", "neurons", "methods", "split", "guide", "gamma", "n")
+    keys += ("images_per_task", "gold_per_task", "seed")
+    return canon({k: CROWD[k] for k in keys})
+
+
+def crowd_script_code(script):
+    """script_code, or a marker while the script does not exist yet (the DAG still parses)."""
+    path = Path(workflow.basedir) / "workflow" / "scripts" / script
+    return script_code(script) if path.is_file() else f"missing:{script}"
+
+
+def crowd_has_script(script):
+    return (Path(workflow.basedir) / "workflow" / "scripts" / script).is_file()
+
+
+def crowd_answer_files(wildcards=None):
+    from neuronaudit.crowd.answers import answer_files
+
+    return answer_files(CROWD_DIR, CROWD["simulate"]["enabled"], CROWD["answers"])
+
+
+def crowd_aggregate_inputs(wildcards):
+    inputs = {
+        "explanations": f"{CROWD_DIR}/explanations.parquet",
+        "design": f"{CROWD_DIR}/design.parquet",
+        "item_table": f"{CROWD_DIR}/items.parquet",
+        "ratings": f"{CROWD_DIR}/ratings.parquet",
+    }
+    if CROWD["simulate"]["enabled"]:
+        inputs["truth"] = f"{CROWD_DIR}/truth.parquet"
+    return inputs
+
+
+CROWD_TABLES = {
+    "table3": f"{RESULTS}/tables/crowd_table3.csv",
+    "table3_md": f"{RESULTS}/tables/crowd_table3.md",
+    "ttest": f"{RESULTS}/tables/crowd_ttest.csv",
+    "agreement": f"{RESULTS}/tables/crowd_agreement.csv",
+    "raters": f"{RESULTS}/tables/crowd_raters.csv",
+    "figure_png": f"{RESULTS}/figures/crowd_estimates.png",
+    "figure_pdf": f"{RESULTS}/figures/crowd_estimates.pdf",
+}
+
+
+def crowd_targets():
+    """The crowd stage's outputs for rule all (none when crowd.enabled is false)."""
+    if not CROWD["enabled"]:
+        return []
+    crowd_layers()
+    crowd_methods()
+    targets = [
+        f"{CROWD_DIR}/{name}"
+        for name in (
+            "explanations.parquet",
+            "design.parquet",
+            "items.parquet",
+            "tasks.parquet",
+            "mturk/batch_input.csv",
+            "mturk/task.html",
+            "cost.json",
+            "ratings.parquet",
+        )
+    ]
+    if CROWD["simulate"]["enabled"]:
+        targets.append(f"{CROWD_DIR}/truth.parquet")
+    if crowd_has_script("crowd_aggregate.py"):
+        targets.append(f"{CROWD_DIR}/estimates.parquet")
+    if crowd_has_script("crowd_tables.py"):
+        targets += list(CROWD_TABLES.values())
+    return targets
+
+
+rule crowd_design:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        labels=f"{RESULTS}/labels.parquet",
+        guide=crowd_guide_file(),
+        activations=[f"{RESULTS}/activations/{k}.parquet" for k in crowd_layers()],
+        explanations=list(crowd_files("explanations").values()),
+        scores=list(crowd_files("scores").values()),
+    output:
+        explanations=f"{CROWD_DIR}/explanations.parquet",
+        design=f"{CROWD_DIR}/design.parquet",
+        item_table=f"{CROWD_DIR}/items.parquet",
+        tasks=f"{CROWD_DIR}/tasks.parquet",
+    log:
+        f"logs/{STUDY}/crowd_design.log",
+    benchmark:
+        f"benchmarks/{STUDY}/crowd_design.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        activations={k: f"{RESULTS}/activations/{k}.parquet" for k in crowd_layers()},
+        explanations=crowd_files("explanations"),
+        settings=crowd_design_settings(),
+        simulate_truth=CROWD["simulate"]["enabled"],
+        code=script_code("crowd_design.py"),
+    script:
+        "../scripts/crowd_design.py"
+
+
+rule crowd_export:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        explanations=f"{CROWD_DIR}/explanations.parquet",
+        design=f"{CROWD_DIR}/design.parquet",
+        tasks=f"{CROWD_DIR}/tasks.parquet",
+    output:
+        batch=f"{CROWD_DIR}/mturk/batch_input.csv",
+        html=f"{CROWD_DIR}/mturk/task.html",
+        images=directory(f"{CROWD_DIR}/images"),
+        cost=f"{CROWD_DIR}/cost.json",
+    log:
+        f"logs/{STUDY}/crowd_export.log",
+    benchmark:
+        f"benchmarks/{STUDY}/crowd_export.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        settings=canon(
+            {
+                k: CROWD[k]
+                for k in (
+                    "images_per_task",
+                    "gold_per_task",
+                    "raters_per_input",
+                    "image_size",
+                    "mturk",
+                )
+            }
+        ),
+        code=script_code("crowd_export.py"),
+    script:
+        "../scripts/crowd_export.py"
+
+
+rule crowd_simulate:
+    input:
+        batch=f"{CROWD_DIR}/mturk/batch_input.csv",
+        item_table=f"{CROWD_DIR}/items.parquet",
+        manifest=f"{RESULTS}/manifest.parquet",
+        labels=f"{RESULTS}/labels.parquet",
+        guide=crowd_guide_file(),
+    output:
+        answers=f"{CROWD_DIR}/answers/mturk_simulated.csv",
+        truth=f"{CROWD_DIR}/truth.parquet",
+    log:
+        f"logs/{STUDY}/crowd_simulate.log",
+    benchmark:
+        f"benchmarks/{STUDY}/crowd_simulate.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        settings=canon(
+            {
+                k: CROWD[k]
+                for k in (
+                    "seed",
+                    "raters_per_input",
+                    "simulate",
+                    "mturk",
+                    "guide",
+                    "split",
+                )
+            }
+        ),
+        code=script_code("crowd_simulate.py"),
+    script:
+        "../scripts/crowd_simulate.py"
+
+
+rule crowd_import:
+    input:
+        tasks=f"{CROWD_DIR}/tasks.parquet",
+        answers=crowd_answer_files(),
+    output:
+        ratings=f"{CROWD_DIR}/ratings.parquet",
+        report=f"{CROWD_DIR}/import_report.json",
+    log:
+        f"logs/{STUDY}/crowd_import.log",
+    benchmark:
+        f"benchmarks/{STUDY}/crowd_import.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        answers=crowd_answer_files(),
+        raters_per_input=CROWD["raters_per_input"],
+        code=script_code("crowd_import.py"),
+    script:
+        "../scripts/crowd_import.py"
+
+
+rule crowd_aggregate:
+    input:
+        unpack(crowd_aggregate_inputs),
+    output:
+        estimates=f"{CROWD_DIR}/estimates.parquet",
+        presence=f"{CROWD_DIR}/soft_presence.parquet",
+    log:
+        f"logs/{STUDY}/crowd_aggregate.log",
+    benchmark:
+        f"benchmarks/{STUDY}/crowd_aggregate.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        aggregate=canon(CROWD["aggregate"]),
+        raters_per_input=CROWD["raters_per_input"],
+        code=crowd_script_code("crowd_aggregate.py"),
+    script:
+        "../scripts/crowd_aggregate.py"
+
+
+rule crowd_tables:
+    input:
+        estimates=f"{CROWD_DIR}/estimates.parquet",
+        ratings=f"{CROWD_DIR}/ratings.parquet",
+        item_table=f"{CROWD_DIR}/items.parquet",
+        presence=f"{CROWD_DIR}/soft_presence.parquet",
+    output:
+        **CROWD_TABLES,
+    log:
+        f"logs/{STUDY}/crowd_tables.log",
+    benchmark:
+        f"benchmarks/{STUDY}/crowd_tables.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        aggregate=canon(CROWD["aggregate"]),
+        raters_per_input=CROWD["raters_per_input"],
+        code=crowd_script_code("crowd_tables.py"),
+    script:
+        "../scripts/crowd_tables.py"
