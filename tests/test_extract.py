@@ -84,3 +84,19 @@ def test_peak_memory_does_not_grow_with_images(tmp_path, imagenet_jpegs):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 2 * peaks[0], peaks
+
+
+def test_decode_workers_and_one_behind_writes_give_the_same_rows(tmp_path, images):
+    """DataLoader workers (the GPU path's default) and the pipelined writes (each batch written while
+    the next runs) change nothing: same rows, same order, same values, failed image still skipped."""
+    src = ImageSource([p.stem for p in images], [str(p) for p in images])
+    m = _model()
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}.parquet"
+        rep = extract_activations(src, m, {"fc": "fc"}, {"fc": out}, batch_size=2, workers=workers,
+                                  max_failed_fraction=0.5, progress=False)
+        assert rep.n_written == 6 and [i for i, _ in rep.failed] == ["corrupt"]
+        runs[workers] = read_matrix(out)
+    assert list(runs[0].image_ids) == list(runs[2].image_ids) == [p.stem for p in images[:6]]
+    np.testing.assert_array_equal(runs[0]["activation"], runs[2]["activation"])

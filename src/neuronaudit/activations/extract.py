@@ -16,7 +16,6 @@ them, only if more than ``images.max_failed_fraction`` of the images fail (docs/
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from neuronaudit.data.images import (  # noqa: F401 (TooManyFailedImages re-expo
     TooManyFailedImages,
     iterate_batches,
 )
+from neuronaudit.device import autocast, is_cuda, loader_workers, prepare_cuda
 from neuronaudit.io import MatrixWriter, write_json
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,36 @@ def pool_output(out: torch.Tensor, pooling: str = "auto") -> torch.Tensor:
     if pooling == "none":
         return out.float().reshape(out.shape[0], -1)
     raise ValueError(f"unknown pooling {pooling!r}; use auto, mean, cls, tokens_mean or none")
+
+
+@dataclass
+class _Pending:
+    """One batch's pooled outputs on their way to the host (``event`` marks their arrival on CUDA)."""
+
+    indices: list[int]
+    ids: list[str]
+    acts: dict[str, torch.Tensor] = field(default_factory=dict)
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    event: Any = None
+
+
+def _to_device(x: torch.Tensor, device: str, copy_stream) -> torch.Tensor:
+    """Host batch -> ``device``; on CUDA a non-blocking copy from pinned memory on ``copy_stream``,
+    which the compute stream waits for (so the copy overlaps the previous batch's forward pass)."""
+    if copy_stream is None:
+        return x.to(device)
+    with torch.cuda.stream(copy_stream):
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    compute = torch.cuda.current_stream(x.device)
+    compute.wait_stream(copy_stream)
+    x.record_stream(compute)
+    return x
+
+
+def _to_host(t: torch.Tensor, use_cuda: bool) -> torch.Tensor:
+    """A device tensor -> host; on CUDA a non-blocking copy into pinned memory (read after the batch's
+    event), on the CPU the tensor itself."""
+    return t.to("cpu", non_blocking=True) if use_cuda else t.cpu()
 
 
 @dataclass
@@ -92,6 +122,7 @@ def extract_activations(
     keep_maps: dict[str, str | Path] | None = None,
     batch_size: int = 64,
     device: str = "cpu",
+    workers: int | None = None,
     max_failed_fraction: float = DEFAULT_MAX_FAILED_FRACTION,
     meta: dict[str, Any] | None = None,
     progress: bool = True,
@@ -104,9 +135,10 @@ def extract_activations(
     """
     pooling = pooling or {}
     keep_maps = keep_maps or {}
-    use_cuda = device.startswith("cuda") and torch.cuda.is_available()
+    use_cuda = is_cuda(device)
     model = loaded.model.to(device)
     if use_cuda:
+        prepare_cuda()
         model = model.to(memory_format=torch.channels_last)
     modules = {key: resolve_module(model, path) for key, path in layers.items()}
     captured: dict[str, torch.Tensor] = {}
@@ -121,44 +153,67 @@ def extract_activations(
     writers: dict[str, MatrixWriter] = {}
     maps: dict[str, np.memmap] = {}
     report = ExtractionReport(n_images=len(source), max_failed_fraction=max_failed_fraction, stage=stage)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else contextlib.nullcontext()
+    copy_stream = torch.cuda.Stream(device=device) if use_cuda else None
     pbar = tqdm(total=len(source), desc="extract", unit="img", disable=not progress, mininterval=2)
+
+    def flush(done: _Pending) -> None:
+        """Write one batch whose pooled outputs are on (or on their way to) the host."""
+        if done.event is not None:
+            done.event.synchronize()
+        for key, acts_t in done.acts.items():
+            acts = acts_t.numpy()
+            if key not in writers:
+                report.neurons[key] = acts.shape[1]
+                writers[key] = MatrixWriter(
+                    outputs[key],
+                    {"activation": acts.shape[1]},
+                    columns=[str(i) for i in range(acts.shape[1])],
+                    meta={**(meta or {}), "layer": layers[key], "pooling": pooling.get(key, "auto")},
+                )
+            writers[key].write(done.ids, activation=acts)
+        for key, fmap in done.maps.items():
+            if key not in maps:
+                maps[key] = np.lib.format.open_memmap(
+                    keep_maps[key], mode="w+", dtype=np.float16, shape=(len(source), *fmap.shape[1:])
+                )
+            maps[key][done.indices] = fmap.numpy() if fmap.dtype == torch.float16 else fmap.numpy().astype(np.float16)
+        report.n_written += len(done.ids)
+
     try:
+        pending: _Pending | None = None
+        batches = iterate_batches(
+            source, loaded.transform, batch_size=batch_size, workers=loader_workers(device, workers), device=device
+        )
         with torch.inference_mode():
-            for batch in iterate_batches(source, loaded.transform, batch_size=batch_size, device=device):
+            for batch in batches:
                 report.failed += [(str(source.image_ids[i]), err) for i, err in batch.failed]
                 report.sources |= {str(source.image_ids[i]): str(source.uris[i]) for i, _ in batch.failed}
                 pbar.update(len(batch.indices) + len(batch.failed))
                 if batch.tensor is None:
                     continue
-                x = batch.tensor.to(device, non_blocking=True)
-                if use_cuda:
-                    x = x.to(memory_format=torch.channels_last)
+                x = _to_device(batch.tensor, device, copy_stream)
                 captured.clear()
-                with amp:
+                with autocast(device):
                     model(x)
-                ids = [source.image_ids[i] for i in batch.indices]
+                done = _Pending(batch.indices, [source.image_ids[i] for i in batch.indices])
                 for key in layers:
                     out = captured[key]
-                    acts = pool_output(out, pooling.get(key, "auto")).cpu().numpy()
-                    if key not in writers:
-                        report.neurons[key] = acts.shape[1]
-                        writers[key] = MatrixWriter(
-                            outputs[key],
-                            {"activation": acts.shape[1]},
-                            columns=[str(i) for i in range(acts.shape[1])],
-                            meta={**(meta or {}), "layer": layers[key], "pooling": pooling.get(key, "auto")},
-                        )
-                    writers[key].write(ids, activation=acts)
+                    done.acts[key] = _to_host(pool_output(out, pooling.get(key, "auto")), use_cuda)
                     if key in keep_maps:
                         fmap = out[0] if isinstance(out, tuple | list) else out
                         if fmap.dim() == 4:
-                            if key not in maps:
-                                maps[key] = np.lib.format.open_memmap(
-                                    keep_maps[key], mode="w+", dtype=np.float16, shape=(len(source), *fmap.shape[1:])
-                                )
-                            maps[key][batch.indices] = fmap.float().cpu().numpy().astype(np.float16)
-                report.n_written += len(ids)
+                            fmap = fmap.to(torch.float16) if use_cuda else fmap.float()
+                            done.maps[key] = _to_host(fmap, use_cuda)
+                if use_cuda:
+                    done.event = torch.cuda.Event()
+                    done.event.record()
+                # one batch behind: the GPU runs this batch while the host writes the previous one
+                # and the next one is decoded and copied (copy_stream)
+                if pending is not None:
+                    flush(pending)
+                pending = done
+            if pending is not None:
+                flush(pending)
         report.skipped().finish(log, max_failed_fraction)
         if not writers:
             raise TooManyFailedImages(f"{stage}: no image to extract (the image list is empty)")

@@ -23,6 +23,7 @@ import numpy as np
 
 from neuronaudit.concepts.base import ConceptModel, _as_concepts, parse_calibration
 from neuronaudit.concepts.calibration import PUBLISHED
+from neuronaudit.device import autocast, is_cuda, loader_workers
 
 
 def published_calibration(arch: str) -> tuple[float, float] | None:
@@ -118,8 +119,17 @@ class OpenClipConceptModel(ConceptModel):
             self.device = device
         return self
 
+    def encode_images(self, source, batch_size: int = 64, device: str = "cpu", workers: int | None = None,
+                      progress: bool = True):
+        """:meth:`ConceptModel.encode_images` with the GPU path's decode workers
+        (:func:`neuronaudit.device.loader_workers`: every core but one on CUDA, none on the CPU)."""
+        return super().encode_images(source, batch_size, device, loader_workers(device, workers), progress)
+
     def _embed_batch(self, x):
-        return self.model.encode_image(x, normalize=True)
+        # bf16 autocast on CUDA (docs/gpu.md); float32 on the CPU as before
+        with autocast(self.device):
+            emb = self.model.encode_image(x, normalize=True)
+        return emb.float() if is_cuda(self.device) else emb
 
     def encode_text(self, concepts: Sequence[str]) -> np.ndarray:
         import torch  # deferred with open_clip
