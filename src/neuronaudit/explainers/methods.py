@@ -22,6 +22,7 @@ from neuronaudit.explainers.clip_dissect import DEFAULTS as CLIP_DISSECT_DEFAULT
 from neuronaudit.explainers.clip_dissect import clip_dissect_table
 from neuronaudit.explainers.importers import read_explanations
 from neuronaudit.explainers.invert import invert, invert_table
+from neuronaudit.explainers.line import settings as line_settings
 from neuronaudit.explainers.linear import DEFAULTS as LE_DEFAULTS
 from neuronaudit.explainers.linear import (
     active_concepts,
@@ -31,7 +32,7 @@ from neuronaudit.explainers.linear import (
 )
 from neuronaudit.explainers.registry import Explainer, ExplainInputs, register_explainer
 
-__all__ = ["ClipDissect", "LinearExplanations", "BestSingleConcept", "Invert", "TopClass", "Import"]
+__all__ = ["ClipDissect", "LinearExplanations", "BestSingleConcept", "Invert", "TopClass", "Import", "Line"]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +157,21 @@ class Import(Explainer):
         if len(bad):
             raise ValueError(f"{path}: unit {int(bad.iloc[0])} is outside the layer's {n} neurons")
         return table
+
+
+@register_explainer
+class Line(Explainer):
+    """LINE (``explainers/line/``, docs/line.md): its layer jobs are the ``line_shard`` / ``line_gather``
+    rules (sharded, resumable), not the explain rule; this entry names the method and checks its config."""
+
+    name = line_settings.METHOD_TYPE
+    inputs = frozenset({"activations", "classes"})
+    params = dict(line_settings.PARAMS)
+
+    def check(self, where: str, entry: Mapping[str, Any]) -> None:
+        line_settings.check_entry(where, where.rsplit(".", 1)[-1], entry)
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        raise ValueError(f"{inputs.method}: LINE needs held-out images and a concept model besides the probing "
+                         "split; it runs in the line_shard / line_gather rules (workflow/rules/line.smk), or from "
+                         "the library: neuronaudit.explainers.line.stage (docs/line.md)")

@@ -1,0 +1,192 @@
+# LINE (docs/line.md): every explain.methods entry with method: line, per (model, layer), sharded over
+# neurons with scattergather (line.shards jobs; --set-scatter line=N): shard i-of-n explains every n-th
+# neuron (no split job is needed), line_gather collects the n shards. Resumable: each shard keeps one
+# checkpoint file per finished neuron under results/{study}/line/, which a rerun reads back.
+LINE = config["line"]
+
+
+scattergather:
+    line=LINE["shards"],
+
+
+def line_entry(method):
+    if method not in LINE_METHODS:
+        raise ValueError(f"{method!r} is not a LINE method; configured: {LINE_METHODS}")
+    return canon(EXPLAIN["methods"][method])
+
+
+def _check_line_config():
+    off = LINE["offline"]
+    if (
+        LINE["cosy"]["enabled"]
+        and LINE["cosy"]["concept_model"] not in scoring_concept_models()
+    ):
+        raise WorkflowError(
+            f"line.cosy.concept_model = {LINE['cosy']['concept_model']!r}: not one of the scoring concept "
+            f"models {scoring_concept_models()} (explain.scoring.concept_models), whose presence it reads"
+        )
+    if not LINE_METHODS:
+        return
+    concept_model_spec(off["concept_model"])
+    vocabulary_spec(off["vocabulary"])
+    vocabulary_spec(LINE["polysemanticity"]["reference_vocabulary"])
+    if off["split"] in (EXPLAIN["split"], SCORING["split"]):
+        raise WorkflowError(
+            f"line.offline.split = {off['split']!r} is the probing or scoring split; LINE retrieves "
+            "from a split the neuron is neither explained nor scored on (default: train)"
+        )
+
+
+_check_line_config()
+
+
+def line_shard_inputs(wildcards):
+    cm = LINE["offline"]["concept_model"]
+    inputs = {
+        "manifest": f"{RESULTS}/manifest.parquet",
+        "labels": f"{RESULTS}/labels.parquet",
+        "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
+        "embeddings": f"{RESULTS}/embeddings/{cm}.parquet",
+        "state": f"{RESULTS}/concept_models/{cm}.npz",
+    }
+    ckpt = model_checkpoint(wildcards.model)  # generative backends run the target model
+    if ckpt:
+        inputs["checkpoint"] = ckpt
+    return inputs
+
+
+def line_history_files():
+    return [
+        f"{RESULTS}/explanations/{model}/{layer}/{method}_history.parquet"
+        for model in config["models"]
+        for layer in model_spec(model)["layers"]
+        for method in LINE_METHODS
+    ]
+
+
+def line_targets():
+    """Every output of this stage (called by all_targets() in rule all)."""
+    out = []
+    if LINE_METHODS:
+        out += line_history_files() + [f"{RESULTS}/tables/line_polysemanticity.csv"]
+    if LINE["cosy"]["enabled"]:
+        out += [f"{RESULTS}/tables/cosy.csv", f"{RESULTS}/figures/cosy.png"]
+    return out
+
+
+def cosy_activations():
+    return {
+        f"{model}/{layer}": f"{RESULTS}/activations/{model}/{layer}.parquet"
+        for model in config["models"]
+        for layer in model_spec(model)["layers"]
+    }
+
+
+rule line_shard:
+    input:
+        unpack(line_shard_inputs),
+    output:
+        f"{RESULTS}/line/{{model}}/{{layer}}/{{method}}/shard_{{scatteritem}}.parquet",
+    log:
+        f"logs/{STUDY}/line_shard/{{model}}/{{layer}}/{{method}}/{{scatteritem}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/line_shard/{{model}}/{{layer}}/{{method}}/{{scatteritem}}.tsv"
+    wildcard_constraints:
+        method="|".join(LINE_METHODS) or "(?!)",
+    conda:
+        "../../envs/neuronaudit.yaml"
+    threads: 1
+    params:
+        line=canon(LINE),
+        entry=lambda wc: line_entry(wc.method),
+        concept_model=lambda wc: concept_model_spec(LINE["offline"]["concept_model"]),
+        vocabulary=lambda wc: vocabulary_spec(LINE["offline"]["vocabulary"]),
+        split=EXPLAIN["split"],
+        scoring_split=SCORING["split"],
+        model=lambda wc: model_spec(wc.model),
+        module=lambda wc: model_spec(wc.model)["layers"][wc.layer],
+        checkpoints=lambda wc: f"{RESULTS}/line/{wc.model}/{wc.layer}/{wc.method}/neurons",
+        device=device(),
+        code=script_code("line_shard.py"),
+    script:
+        "../scripts/line_shard.py"
+
+
+rule line_gather:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        labels=f"{RESULTS}/labels.parquet",
+        activations=f"{RESULTS}/activations/{{model}}/{{layer}}.parquet",
+        shards=lambda wc: gather.line(
+            RESULTS + "/line/{model}/{layer}/{method}/shard_{scatteritem}.parquet",
+            model=wc.model,
+            layer=wc.layer,
+            method=wc.method,
+        ),
+    output:
+        explanations=f"{RESULTS}/explanations/{{model}}/{{layer}}/{{method}}.parquet",
+        history=f"{RESULTS}/explanations/{{model}}/{{layer}}/{{method}}_history.parquet",
+    log:
+        f"logs/{STUDY}/line_gather/{{model}}/{{layer}}/{{method}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/line_gather/{{model}}/{{layer}}/{{method}}.tsv"
+    wildcard_constraints:
+        method="|".join(LINE_METHODS) or "(?!)",
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        line=canon(LINE),
+        entry=lambda wc: line_entry(wc.method),
+        split=EXPLAIN["split"],
+        code=script_code("line_gather.py"),
+    script:
+        "../scripts/line_gather.py"
+
+
+rule line_polysemanticity:
+    input:
+        histories=line_history_files(),
+        labels=f"{RESULTS}/labels.parquet",
+    output:
+        f"{RESULTS}/tables/line_polysemanticity.csv",
+    log:
+        f"logs/{STUDY}/line_polysemanticity.log",
+    benchmark:
+        f"benchmarks/{STUDY}/line_polysemanticity.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        settings=canon(LINE["polysemanticity"]),
+        reference=lambda wc: vocabulary_spec(
+            LINE["polysemanticity"]["reference_vocabulary"]
+        ),
+        code=script_code("line_polysemanticity.py"),
+    script:
+        "../scripts/line_polysemanticity.py"
+
+
+# CoSy-style evaluation of every method (docs/line.md): images of the explanation (retrieved from the
+# scoring split by the explanation's predicted activation) against the rest of the split.
+rule line_cosy:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        explanations=explanation_files(),
+        activations=list(cosy_activations().values()),
+        presence=f"{RESULTS}/scores/presence/{LINE['cosy']['concept_model']}.parquet",
+    output:
+        table=f"{RESULTS}/tables/cosy.csv",
+        neurons=f"{RESULTS}/tables/cosy_neurons.parquet",
+        figure=f"{RESULTS}/figures/cosy.png",
+    log:
+        f"logs/{STUDY}/line_cosy.log",
+    benchmark:
+        f"benchmarks/{STUDY}/line_cosy.tsv"
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        cosy=canon(LINE["cosy"]),
+        activations=cosy_activations(),
+        split=SCORING["split"],
+        code=script_code("line_cosy.py"),
+    script:
+        "../scripts/line_cosy.py"
