@@ -22,6 +22,8 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/line.smk"
+include: "workflow/rules/crowd.smk"
 
 
 rule all:

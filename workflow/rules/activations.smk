@@ -37,6 +37,8 @@ for _model in config["models"]:
         conda:
             "../../envs/neuronaudit.yaml"
         threads: workflow.cores
+        resources:
+            gpu=gpus(),
         params:
             model_name=_model,
             model=model_spec(_model),

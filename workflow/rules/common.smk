@@ -41,9 +41,17 @@ def script_code(script):
 
     Snakemake reruns a job when its params change; library modules are not the script, so each rule
     passes this hash as its ``code`` param. The modules are found from the script's imports
-    (transitively, lazy imports included), so no list is kept by hand.
+    (transitively, lazy imports included), so no list is kept by hand. Computed once per script and
+    Snakemake call (the rule of every model of a sweep shares it; benchmarks/bench_dag.py).
     """
-    return code_hash([Path(workflow.basedir) / "workflow" / "scripts" / script], LIB)
+    if script not in _SCRIPT_CODE:
+        _SCRIPT_CODE[script] = code_hash(
+            [Path(workflow.basedir) / "workflow" / "scripts" / script], LIB
+        )
+    return _SCRIPT_CODE[script]
+
+
+_SCRIPT_CODE = {}
 
 
 def canon(obj):
@@ -82,6 +90,24 @@ def vocabulary_spec(name):
 
 def device():
     return config.get("device", "auto")
+
+
+def gpus():
+    """GPUs a GPU-capable job asks a cluster for (resource ``gpu``; docs/cluster.md): none when the
+    study pins ``device: cpu``, else one. Locally it only limits anything with ``--resources gpu=N``.
+    """
+    return 0 if str(device()).lower() == "cpu" else 1
+
+
+def mem_mb(factor=4, base=1000):
+    """Resource callable: memory from the data a job reads, ``base + factor * input size`` MB, doubled
+    on each retry (docs/cluster.md). Evaluated when the job is ready, so its inputs exist.
+    """
+
+    def mem(wildcards, input, attempt):
+        return int((base + factor * input.size_mb) * attempt)
+
+    return mem
 
 
 def model_checkpoint(model):
@@ -145,16 +171,9 @@ def all_targets():
         targets.append(f"{RESULTS}/presence/{cm}/{vocab}.parquet")
     targets += explain_targets()  # defined in explain.smk, included after this file
     targets += study_targets()
-    targets += [
-        f"{RESULTS}/figures/{name}.png"
-        for name in (
-            "setting1_rce",
-            "table4_auc_bins",
-            "setting2_cost",
-            "table1_automated",
-            "table2_complex",
-        )
-    ]
+    targets += line_targets()  # defined in line.smk
+    targets += crowd_targets()  # defined in crowd.smk
+    targets += report_targets()  # defined in report.smk
     return targets
 
 

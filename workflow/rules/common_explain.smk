@@ -122,6 +122,9 @@ def presence_file(cm, vocabulary):
 
 
 GENERATED = [m for m, e in EXPLAIN["methods"].items() if e["method"] != "import"]
+# LINE methods are made by their own rules (line.smk: sharded, resumable), not by the explain rule
+LINE_METHODS = [m for m, e in EXPLAIN["methods"].items() if e["method"] == "line"]
+EXPLAIN_RULE_METHODS = [m for m in GENERATED if m not in LINE_METHODS]
 IMPORTED = [m for m, e in EXPLAIN["methods"].items() if e["method"] == "import"]
 
 
@@ -176,7 +179,7 @@ def explain_inputs(wildcards):
 def explain_params(wildcards):
     sources = _concept_model_sources(GENERATED)
     return {
-        "methods": {m: canon(EXPLAIN["methods"][m]) for m in GENERATED},
+        "methods": {m: canon(EXPLAIN["methods"][m]) for m in EXPLAIN_RULE_METHODS},
         "module": model_spec(wildcards.model)["layers"][wildcards.layer],
         "presence": {f"{cm}/{v}": concept_matrix_file(cm, v) for cm, v in sources},
     }

@@ -118,6 +118,14 @@ CROWD_TABLES = {
     "figure_pdf": f"{RESULTS}/figures/crowd_estimates.pdf",
 }
 
+# captions of the outputs shown in `snakemake --report` (workflow/report/*.rst)
+CROWD_CAPTIONS = {
+    "table3": "crowd_table3.rst",
+    "ttest": "crowd_ttest.rst",
+    "agreement": "crowd_agreement.rst",
+    "figure_png": "crowd_estimates.rst",
+}
+
 
 def crowd_targets():
     """The crowd stage's outputs for rule all (none when crowd.enabled is false)."""
@@ -294,7 +302,18 @@ rule crowd_tables:
         item_table=f"{CROWD_DIR}/items.parquet",
         presence=f"{CROWD_DIR}/soft_presence.parquet",
     output:
-        **CROWD_TABLES,
+        **{
+            k: (
+                report(
+                    v,
+                    caption=f"../report/{CROWD_CAPTIONS[k]}",
+                    category="Crowdsourced comparison",
+                )
+                if k in CROWD_CAPTIONS
+                else v
+            )
+            for k, v in CROWD_TABLES.items()
+        },
     log:
         f"logs/{STUDY}/crowd_tables.log",
     benchmark:

@@ -11,6 +11,8 @@ rule image_features:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        gpu=gpus(),
     params:
         model=lambda wc: backbone_spec(wc.backbone),
         settings=canon(config["embedding"]),
@@ -33,6 +35,8 @@ rule embed_images:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        gpu=gpus(),
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         settings=canon(config["embedding"]),
@@ -55,6 +59,8 @@ rule fit_concept_model:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        mem_mb=mem_mb(),
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         grid=canon(config["calibration"]),
@@ -77,6 +83,8 @@ rule presence:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        mem_mb=mem_mb(),
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         vocabulary=lambda wc: vocabulary_spec(wc.vocabulary),

@@ -17,6 +17,9 @@ rule explain_similarity:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        gpu=gpus(),
+        mem_mb=mem_mb(),
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         vocabulary=lambda wc: vocabulary_spec(wc.vocabulary),
@@ -34,7 +37,10 @@ rule explain:
     input:
         unpack(explain_inputs),
     output:
-        [f"{RESULTS}/explanations/{{model}}/{{layer}}/{m}.parquet" for m in GENERATED],
+        [
+            f"{RESULTS}/explanations/{{model}}/{{layer}}/{m}.parquet"
+            for m in EXPLAIN_RULE_METHODS
+        ],
     log:
         f"logs/{STUDY}/explain/{{model}}/{{layer}}.log",
     benchmark:
@@ -42,6 +48,8 @@ rule explain:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        mem_mb=mem_mb(),
     params:
         explain=explain_params,
         split=EXPLAIN["split"],
@@ -93,6 +101,9 @@ rule scoring_presence:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
+    resources:
+        gpu=gpus(),
+        mem_mb=mem_mb(),
     params:
         spec=lambda wc: concept_model_spec(wc.concept_model),
         split=SCORING["split"],
@@ -113,6 +124,8 @@ rule score_explanations:
         f"benchmarks/{STUDY}/score_explanations/{{model}}/{{layer}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         methods=GENERATED,
         labels=SCORING["labels"],
@@ -135,6 +148,8 @@ rule score_imported:
         method="|".join(IMPORTED) or "(?!)",
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         methods=lambda wc: [wc.method],
         labels=SCORING["labels"],
@@ -194,6 +209,8 @@ rule downstream:
         f"benchmarks/{STUDY}/downstream.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         activations=downstream_activations(),
         split=DOWNSTREAM["split"],

@@ -40,6 +40,12 @@ def _check_line_config():
 _check_line_config()
 
 
+def line_gpus(method):
+    """A GPU for the generative backends (LLM + text-to-image); none for the offline variant."""
+    backends = (line_entry(method).get("params") or {}).get("backends", "offline")
+    return 0 if backends == "offline" else gpus()
+
+
 def line_shard_inputs(wildcards):
     cm = LINE["offline"]["concept_model"]
     inputs = {
@@ -96,6 +102,8 @@ rule line_shard:
     conda:
         "../../envs/neuronaudit.yaml"
     threads: 1
+    resources:
+        gpu=lambda wc: line_gpus(wc.method),
     params:
         line=canon(LINE),
         entry=lambda wc: line_entry(wc.method),
@@ -148,7 +156,11 @@ rule line_polysemanticity:
         histories=line_history_files(),
         labels=f"{RESULTS}/labels.parquet",
     output:
-        f"{RESULTS}/tables/line_polysemanticity.csv",
+        report(
+            f"{RESULTS}/tables/line_polysemanticity.csv",
+            caption="../report/line_polysemanticity.rst",
+            category="LINE",
+        ),
     log:
         f"logs/{STUDY}/line_polysemanticity.log",
     benchmark:
@@ -176,7 +188,11 @@ rule line_cosy:
     output:
         table=f"{RESULTS}/tables/cosy.csv",
         neurons=f"{RESULTS}/tables/cosy_neurons.parquet",
-        figure=f"{RESULTS}/figures/cosy.png",
+        figure=report(
+            f"{RESULTS}/figures/cosy.png",
+            caption="../report/cosy.rst",
+            category="LINE",
+        ),
     log:
         f"logs/{STUDY}/line_cosy.log",
     benchmark:
