@@ -16,6 +16,8 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/common_explain.smk"
 include: "workflow/rules/common_studies.smk"
+include: "workflow/rules/common_line.smk"
+include: "workflow/rules/common_crowd.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/activations.smk"
