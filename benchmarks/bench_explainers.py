@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import tracemalloc
 
@@ -55,7 +56,8 @@ def bench_clip_dissect(n, c, k, repeats, rng):
     same_best = bool(np.array_equal(ours.argmax(1), peer.argmax(1)))
     identical = bool(np.array_equal(ours, peer))
     close = bool(np.allclose(ours, peer, rtol=1e-5, atol=1e-4))
-    print(f"CLIP-Dissect N={n:,} C={c:,} K={k:,}: ours {min(t_ours):.2f} s, peer algorithm {min(t_peer):.2f} s "
+    print(f"CLIP-Dissect N={n:,} C={c:,} K={k:,} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): "
+          f"ours {min(t_ours):.2f} s, peer algorithm {min(t_peer):.2f} s "
           f"(best of {repeats}, alternated) -> ours is {min(t_peer) / min(t_ours):.1f}x the peer; "
           f"same best concept for every neuron: {same_best}; scores bit-identical: {identical} (allclose: {close})")
     return min(t_peer) / min(t_ours)

@@ -17,6 +17,7 @@ from scipy import optimize, special
 
 import neuronaudit.studies.setting2 as setting2
 from neuronaudit.aggregation import bragg_posterior_per_input, estimate_eta_em, majority_vote
+from neuronaudit.crowd.interval import rho_interval
 from neuronaudit.sampling import (
     PairDraws,
     _scale_below,
@@ -159,15 +160,18 @@ def test_engine_groups_are_the_distinct_inputs_in_order():
 
 # ---- Setting 1: sampling_grid against a loop over the same draws -------------------------------
 def _record_draws(monkeypatch):
+    """Record every PairDraws made by the engine (``draw`` and the grid's ``draw_and_sum`` both build
+    theirs in ``_make``; the grid reuses one buffer for the draws, so they are copied when made)."""
     recorded = []
-    orig = PairDraws.draw.__func__
+    orig = PairDraws._make.__func__
 
-    def draw(cls, spec, *args, **kwargs):
-        d = orig(cls, spec, *args, **kwargs)
-        recorded.append((spec, d))
-        return d
+    def make(cls, spec, *args, **kwargs):
+        out = orig(cls, spec, *args, **kwargs)
+        d = out[0]
+        recorded.append((spec, PairDraws(d.flat.copy(), d.nq, d.n_inputs, d.ns, d.n_seeds, d.pairs)))
+        return out
 
-    monkeypatch.setattr(PairDraws, "draw", classmethod(draw))
+    monkeypatch.setattr(PairDraws, "_make", classmethod(make))
     return recorded
 
 
@@ -220,6 +224,14 @@ def test_setting1_grid_equals_a_loop_over_the_same_draws(monkeypatch, estimator,
                     assert row["rho_hat"] == pytest.approx(rh, rel=RTOL, abs=1e-12), (label, p, seed, n)
                     assert row["no_variation"] == nv
                     assert row["n_distinct"] == len(set(ii.tolist()))
+                    # the fused delta-method SE and interval: crowd.interval's per-draw formula
+                    ref = rho_interval(ah[ii], c[ii, p], np.array(w), estimator)
+                    if nv:
+                        assert np.isnan(row["se"]) and np.isnan(row["lo"]) and np.isnan(row["hi"])
+                    else:
+                        assert row["se"] == pytest.approx(float(ref.se), rel=1e-7), (label, p, seed, n)
+                        assert row["lo"] == pytest.approx(float(ref.lo), rel=1e-7, abs=1e-12)
+                        assert row["hi"] == pytest.approx(float(ref.hi), rel=1e-7, abs=1e-12)
                     checked += 1
     assert checked == 4 * 4 * 3 * 3
     # binary c at n = 5 often shows no positive (rho_hat = 0, flagged); soft c always varies

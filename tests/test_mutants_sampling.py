@@ -12,7 +12,6 @@ import pytest
 import neuronaudit.sampling as sampling
 from neuronaudit.sampling import (
     PairDraws,
-    _guide_tables,
     _pair_columns,
     ag_is_q,
     check_q,
@@ -198,16 +197,19 @@ def test_rce_values():
 
 
 # ---- the engine ------------------------------------------------------------------------------------
-def test_guide_tables_scale_the_cdf():
-    q = np.array([[1.0, 3.0, 0.0, 4.0], [2.0, 2.0, 2.0, 2.0]])
-    z, guide = _guide_tables(q)  # rows rescaled to sum N = 4
-    np.testing.assert_allclose(z.reshape(2, 4)[:, :3], [[0.5, 2.0, 2.0], [1.0, 2.0, 3.0]], rtol=1e-15)
-    assert np.isinf(z.reshape(2, 4)[:, 3]).all()
-    # guide[r, j] = r N + #{i : z[r, i] < j}
-    np.testing.assert_array_equal(guide, [0, 1, 1, 3, 4, 4, 5, 6])
-    z2, guide2 = _guide_tables(q / q.sum(axis=1, keepdims=True) * 4, sums_to_n=True)
-    np.testing.assert_allclose(z2, z, rtol=1e-15)
-    np.testing.assert_array_equal(guide2, guide)
+def test_engine_draws_search_the_scaled_cdf():
+    # N q rows summing to N = 4: z = [0.5, 2, 2, inf] and [1, 2, 3, inf]; a draw is the first i with
+    # z_i > 4' u (4' the largest double below 4); input 2 of row 0 (q = 0) is never drawn
+    nq = np.array([[0.5, 1.5, 0.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
+    u = np.array([0.0, 0.124, 0.126, 0.6, 0.9999, 0.0, 0.249, 0.251, 0.6, 0.74, 0.76, 1 - 2**-53])
+    want = np.array([0, 0, 1, 3, 3, 0, 0, 1, 2, 2, 3, 3]) + np.repeat([0, 4], 6)
+    d = PairDraws(np.empty((2, 6), dtype=np.intp), nq, 4, [6], 1)
+    d._run(0, u, None, None, False)
+    np.testing.assert_array_equal(d.flat.ravel(), want)
+    # the weights the sums use are 1 / (N q) at the draws (inf where q = 0: never drawn)
+    sums, _, nd = d.moment_sums(moment_table(np.ones((2, 4)), np.ones((2, 4))), None)
+    np.testing.assert_allclose(sums[:, 0, 0], [np.sum(1 / nq[0, want[:6]]), np.sum(1 / nq[1, want[6:] - 4])], rtol=1e-15)
+    assert nd[:, 0].tolist() == [3, 4]
 
 
 def test_pair_columns_long_and_non_contiguous():
@@ -390,3 +392,88 @@ def test_block_pairs():
     assert sampling._block_pairs(4, 100) == 125
     assert sampling._block_pairs(1, 1) == 50_000
     assert sampling._block_pairs(0, 0) == 50_000
+
+
+def test_engine_checks_what_the_compiled_loop_relies_on():
+    """The compiled loop has no bounds checks: shapes and given draws are checked before it runs."""
+    from neuronaudit.sampling import _distinct_prefix_counts
+
+    idx = np.zeros((2, 3, 4), dtype=int)
+    bad = idx.copy()
+    bad[0, 0, 0] = -1
+    with pytest.raises(ValueError, match=_msg("draw indices must lie in [0, 5); got -1 .. 0")):
+        PairDraws.from_indices(bad, None, [4], n_inputs=5)
+    bad[0, 0, 0] = 5
+    with pytest.raises(ValueError, match=_msg("draw indices must lie in [0, 5); got 0 .. 5")):
+        PairDraws.from_indices(bad, None, [4], n_inputs=5)
+    d = PairDraws.from_indices(idx, None, [4], n_inputs=5)
+    ok = moment_table(np.ones((2, 5)), np.ones((2, 5)))
+    assert d.moment_sums(ok, None)[2].tolist() == [[1]] * 6
+    with pytest.raises(ValueError, match=_msg("tables of 8 (and 0) entries for 2 pairs x 5 inputs")):
+        d.moment_sums(moment_table(np.ones((2, 4)), np.ones((2, 4))), None)
+    with pytest.raises(ValueError, match=_msg("tables of 10 (and 4) entries for 2 pairs x 5 inputs")):
+        d.moment_sums(ok, np.ones(4))
+    with pytest.raises(ValueError, match=_msg("draws of shape (6, 3); expected (6, 4)")):
+        PairDraws(np.zeros((6, 3), dtype=np.intp), None, 5, [4], 3).moment_sums(ok, None)
+    with pytest.raises(ValueError, match=_msg("draws must lie in [0, 10); got 10 .. 10")):
+        PairDraws(np.full((6, 4), 10, dtype=np.intp), None, 5, [4], 3).moment_sums(ok, None)
+    with pytest.raises(ValueError, match=_msg("nq has shape (3, 5); expected (2, 5)")):
+        PairDraws(np.zeros((6, 4), dtype=np.intp), np.ones((3, 5)), 5, [4], 3).moment_sums(ok, None)
+    with pytest.raises(ValueError, match=_msg("expected 24 uniforms, got shape (5,)")):
+        PairDraws.draw("uniform", np.ones((2, 5)), None, [4], 3, None, u=np.zeros(5))
+    with pytest.raises(ValueError, match=_msg("idx must hold non-negative values and >= 4 columns")):
+        _distinct_prefix_counts(np.array([[0, -1, 2, 3]]), np.array([2, 4]))
+    with pytest.raises(ValueError, match=_msg("idx must hold non-negative values and >= 4 columns")):
+        _distinct_prefix_counts(np.array([[0, 1, 2]]), np.array([2, 4]))
+    with pytest.raises(ValueError, match=_msg("idx must hold non-negative values and >= 10 columns")):
+        _distinct_prefix_counts(np.zeros((1, 5), dtype=int), np.array([2, 4, 10]))
+    # given uniforms are used as given: the same draws as from the generator that made them
+    u = np.random.default_rng(3).random(2 * 3 * 4)
+    a = np.random.default_rng(4).standard_normal((2, 5))
+    for spec in ("uniform", {"name": "ag_is"}):
+        d1 = PairDraws.draw(spec, a, None, [2, 4], 3, np.random.default_rng(3))
+        d2 = PairDraws.draw(spec, a, None, [2, 4], 3, None, u=u)
+        np.testing.assert_array_equal(d1.flat, d2.flat)
+
+
+def test_draw_and_sum_is_draw_then_moment_sums_and_reuses_the_workspace():
+    a, c, g = _toy(n=300, k=3, seed=5)
+    ah = standardise_activations(a).T.copy()
+    acc = moment_table(ah, c.T)
+    ns = np.array([3, 20, 60])
+    u = np.random.default_rng(1).random(3 * 4 * 60)
+    work = sampling._Workspace(300)
+    for spec in ({"name": "uniform"}, {"name": "mg_is", "gamma": 0.2}, {"name": "ag_is", "alpha": 3.0}):
+        for cc in (None, c.T * 0.5):
+            d, sums, sq, nd = PairDraws.draw_and_sum(spec, ah, g.T, ns, 4, u, acc, cc, work=work)
+            ref = PairDraws.draw(spec, ah, g.T, ns, 4, None, u=u)
+            np.testing.assert_array_equal(d.flat, ref.flat)
+            assert d.flat.base is not None and np.shares_memory(d.flat, work._flat)  # the workspace's buffer
+            rs, rq, rn = ref.moment_sums(acc, cc, second=True)
+            np.testing.assert_array_equal(sums, rs)
+            np.testing.assert_array_equal(sq, rq)
+            np.testing.assert_array_equal(nd, rn)
+            assert nd.dtype == np.int32 and sums.shape == (12, 3, 4) and sq.shape == (12, 3, 10)
+            # second=False: no products
+            _, _, sq0, _ = PairDraws.draw_and_sum(spec, ah, g.T, ns, 4, u, acc, cc, second=False)
+            assert sq0 is None
+    # a workspace for another N: its scratch tables are not used (fresh ones are made), same results
+    small = sampling._Workspace(10)
+    d, sums, _, nd = PairDraws.draw_and_sum({"name": "mg_is"}, ah, g.T, ns, 4, u, acc, work=small)
+    ref = PairDraws.draw({"name": "mg_is"}, ah, g.T, ns, 4, None, u=u)
+    np.testing.assert_array_equal(d.flat, ref.flat)
+    np.testing.assert_array_equal(sums, ref.moment_sums(acc, None)[0])
+    # the buffer grows when a call needs more draws, and is reused otherwise
+    w = sampling._Workspace(300)
+    b1 = w.flat_buffer(2, 5)
+    b2 = w.flat_buffer(1, 10)
+    assert b1.shape == (2, 5) and b2.shape == (1, 10) and np.shares_memory(b1, b2)
+    assert w.flat_buffer(3, 5).shape == (3, 5) and w._flat.size == 15
+
+
+def test_estimate_shapes():
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, 6, size=(2, 3, 8))
+    d = PairDraws.from_indices(idx, None, [4, 8], n_inputs=6)
+    rh, nv = d.estimate(moment_table(rng.standard_normal((2, 6)), (rng.random((2, 6)) < 0.5) * 1.0), None, "unbiased")
+    assert rh.shape == nv.shape == (2, 3, 2) and nv.dtype == bool

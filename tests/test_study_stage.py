@@ -187,6 +187,9 @@ def test_tables(setting1):
     assert set(t2["setting2_prior"]["role"]) == {"model-only", "hybrid", "human", "majority"}
     assert set(t2["setting2_beta"]["beta"]) == {0.05, 0.2}
     assert set(t2["setting2_error_model"]["error_model"]) == {"uniform", "per_input"}
+    cov = t1.pop("setting1_coverage")  # the intervals' coverage (no RCE summary columns)
+    assert set(cov["sampler"]) == {"uniform", "mg_is", "ag_is"} and (cov["intervals"] > 0).all()
+    assert cov["coverage"].between(0, 1).all() and (cov["covered"] <= cov["intervals"]).all()
     for t in [*t1.values(), *t2.values()]:
         assert len(t) and t["mean_pm_sem"].str.contains("±").any()
         # how often a sample showed no variation in c (rho_hat = 0 reported), per group

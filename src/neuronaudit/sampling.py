@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -64,6 +65,7 @@ __all__ = [
     "moment_table",
     "DistinctInputs",
     "PairDraws",
+    "estimates_from_sums",
     "sampling_grid",
     "sampling_grid_loop",
     "summarise_rce",
@@ -276,31 +278,159 @@ def relative_corr_error(rho_hat, rho):
 # ----------------------------------------------------------------------------------------------
 # The vectorised grid
 # ----------------------------------------------------------------------------------------------
-def _guide_tables(q: np.ndarray, sums_to_n: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled CDFs and guide tables (Chen-Asau, N buckets) for the rows of q (R, N).
+# ----------------------------------------------------------------------------------------------
+# Compiled kernels of the draw engine (numba; each a plain loop, see docs/evaluation.md)
+# ----------------------------------------------------------------------------------------------
+# The engine's per-draw work (table look-ups, the search of the CDF, the prefix sums and the distinct
+# counts) is a handful of operations per draw; as NumPy passes it cost ~20 sweeps over the draws and
+# the tables, as compiled loops one. nogil: the grid's thread pool runs them in parallel. cache: compiled
+# once per machine (into __pycache__), not per process.
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 = inf, as in NumPy
 
-    Returns (z, guide), both flat over the R rows: z[r * N + i] = N * cdf[r, i], with the last entry
-    of each row set to +inf so that every search stops inside its row, and
-    guide[r * N + j] = r * N + #{i : z[r, i] < j}, a first candidate for any scaled uniform t in
-    [j, j + 1) (every i counted has z_i < j <= t). The draw is the first i with z[r, i] > t, i.e.
-    inverse-CDF sampling; comparing scaled values on both sides keeps table and search consistent
-    whatever the rounding. Expected comparisons per draw < 2 whatever q is.
-    ``sums_to_n``: the rows of q already sum to N (up to rounding), so z = cumsum(q) is not rescaled.
+
+@numba.njit(**_JIT)
+def _k_row_tables(nq_row, z, w, guide):  # pragma: no cover - compiled
+    """The tables of one pair's N q (a row summing to N) for inverse-CDF draws: z = cumsum(N q), last
+    entry +inf; w = 1 / (N q), the importance weights; guide[j] = #{i < N - 1 : z[i] < j}.
+
+    z_i < j  <=>  floor(z_i) + 1 <= j, and floor(z_i) + 1 is non-decreasing in i (q >= 0), so recording
+    the last i + 1 of each bucket and taking the running maximum counts it without data-dependent
+    branches.
     """
-    r, n = q.shape
-    z = np.cumsum(q, axis=1)
-    if not sums_to_n:
-        z *= n / z[:, -1:]
-    z[:, -1] = np.inf
-    bucket = z[:, :-1].astype(np.intp)  # floor(z_i) <= N; z_i < j  <=>  floor(z_i) <= j - 1
-    guide = np.empty((r, n), dtype=np.intp)
-    guide[:, 0] = 0
-    for k in range(r):
-        counts = np.bincount(bucket[k], minlength=n + 1)
-        np.cumsum(counts[: n - 1], out=guide[k, 1:])
-        if k:
-            guide[k] += k * n
-    return z.ravel(), guide.ravel()
+    n = nq_row.shape[0]
+    for i in range(n):  # vectorised by the compiler
+        w[i] = 1.0 / nq_row[i]
+    guide[:] = 0
+    acc = 0.0
+    for i in range(n - 1):
+        acc += nq_row[i]
+        z[i] = acc
+        b = int(acc) + 1
+        if b < n:
+            guide[b] = i + 1
+    z[n - 1] = np.inf
+    c = 0
+    for j in range(n):
+        c = max(c, guide[j])
+        guide[j] = c
+
+
+@numba.njit(**_JIT)
+def _k_engine(mode, nq, u, scale, n_seeds, acc, cc, ends, second, flat, sums, sq, nd, z, w, guide, mark):  # pragma: no cover
+    """The draw engine's one loop over the draws of a block of pairs (rows = pair * S + seed).
+
+    mode 0: draw (write ``flat``); 1: draw and sum; 2: sum the draws given in ``flat``.
+    nq (kb, N): N q per pair, or (0, N) for uniform q. u: (rows * nmax,) float64 uniforms in (pair,
+    seed, draw) order (modes 0, 1); a draw is the first i with z_i > u N' (``_k_row_tables``; for uniform
+    q, floor(u N')), N' = ``scale``. flat (rows, nmax) receives / holds pair * N + input.
+    Sums (modes 1, 2), over the first ends[b] draws of each row: ``sums`` (rows, n_seg, 4) of the terms
+    t = (w, w a_hat c, w c, w c^2), w = p / q = 1 / (N q) (1 for uniform q), from acc (kb * N, 2) =
+    (a_hat c, c) per input and cc (kb * N,) = c^2 (empty: binary c, c^2 = c); ``sq`` (rows, n_seg, 10)
+    if ``second``: the sums of t_k t_l, k <= l, in the order 00 01 02 03 11 12 13 22 23 33; ``nd``
+    (rows, n_seg): the distinct inputs among the draws (a stamp per input marks the rows that saw it).
+    z, w (N,), guide (N,) int32, mark (N,) int32: scratch, reused across calls (fresh buffers of this
+    size cost page faults on every call).
+    """
+    n = nq.shape[1]
+    nmax = flat.shape[1]
+    kb = flat.shape[0] // n_seeds
+    weighted = nq.shape[0] > 0
+    soft = cc.shape[0] > 0
+    draw = mode != 2
+    add = mode != 0
+    mark[:] = -1
+    for r in range(kb):
+        base = r * n
+        if weighted:
+            if draw:
+                _k_row_tables(nq[r], z, w, guide)
+            else:
+                for i in range(n):
+                    w[i] = 1.0 / nq[r, i]
+        for row in range(r * n_seeds, (r + 1) * n_seeds):
+            if draw:  # the row's draws first, then its sums: the search's hard-to-predict branches
+                d0 = row * nmax  # stall nothing else (measured 2x faster than one fused loop)
+                if weighted:
+                    for t in range(nmax):
+                        x = u[d0 + t] * scale
+                        pos = guide[int(x)]
+                        pos += np.intp(z[pos] <= x)  # two branch-free steps cover most draws
+                        pos += np.intp(z[pos] <= x)
+                        while z[pos] <= x:
+                            pos += 1
+                        flat[row, t] = base + pos
+                else:
+                    for t in range(nmax):
+                        flat[row, t] = base + int(u[d0 + t] * scale)
+            if not add:
+                continue
+            s0 = s1 = s2 = s3 = 0.0
+            q00 = q01 = q02 = q03 = q11 = q12 = q13 = q22 = q23 = q33 = 0.0
+            cnt = 0
+            b = 0
+            for t in range(nmax):
+                f = flat[row, t]
+                pos = f - base
+                wi = w[pos] if weighted else 1.0
+                t1 = wi * acc[f, 0]
+                t2 = wi * acc[f, 1]
+                s0 += wi
+                s1 += t1
+                s2 += t2
+                if second:
+                    q00 += wi * wi
+                    q01 += wi * t1
+                    q02 += wi * t2
+                    q11 += t1 * t1
+                    q12 += t1 * t2
+                    q22 += t2 * t2
+                if soft:
+                    t3 = wi * cc[f]
+                    s3 += t3
+                    if second:
+                        q03 += wi * t3
+                        q13 += t1 * t3
+                        q23 += t2 * t3
+                        q33 += t3 * t3
+                if mark[pos] != row:
+                    mark[pos] = row
+                    cnt += 1
+                if t + 1 == ends[b]:
+                    sums[row, b, 0] = s0
+                    sums[row, b, 1] = s1
+                    sums[row, b, 2] = s2
+                    sums[row, b, 3] = s3 if soft else s2  # binary c: c^2 = c
+                    if second:
+                        sq[row, b, 0] = q00
+                        sq[row, b, 1] = q01
+                        sq[row, b, 2] = q02
+                        sq[row, b, 3] = q03 if soft else q02
+                        sq[row, b, 4] = q11
+                        sq[row, b, 5] = q12
+                        sq[row, b, 6] = q13 if soft else q12
+                        sq[row, b, 7] = q22
+                        sq[row, b, 8] = q23 if soft else q22
+                        sq[row, b, 9] = q33 if soft else q22
+                    nd[row, b] = cnt
+                    b += 1
+
+
+@numba.njit(**_JIT)
+def _k_distinct(idx, ends, size, out):  # pragma: no cover - compiled
+    """out[row, b] = number of distinct values among the first ends[b] entries of idx[row] (values in
+    [0, size)): a stamp per value marks the rows that have seen it, so each draw costs O(1)."""
+    mark = np.full(size, -1, dtype=np.int64)
+    for row in range(idx.shape[0]):
+        cnt = 0
+        b = 0
+        for t in range(ends[-1]):
+            v = idx[row, t]
+            if mark[v] != row:
+                mark[v] = row
+                cnt += 1
+            if t + 1 == ends[b]:
+                out[row, b] = cnt
+                b += 1
 
 
 def _scale_below(n: int) -> float:
@@ -308,63 +438,20 @@ def _scale_below(n: int) -> float:
     return float(np.nextafter(float(n), 0.0))
 
 
-def _guided_inverse_cdf(
-    z: np.ndarray, guide: np.ndarray, n: int, u: np.ndarray, row_of_draw: np.ndarray, scale: float | None = None
-) -> np.ndarray:
-    """Flat indices r * N + i of inverse-CDF draws for uniforms u (flat, in [0, 1)) on rows row_of_draw.
-
-    z, guide from ``_guide_tables``; row_of_draw holds r * N for each draw (None: all on row 0); ``scale``
-    defaults to ``_scale_below(n)``. u is overwritten with the scaled uniforms t = u * N' (N' the largest
-    double below N, so floor(t) <= N - 1).
-    """
-    t = u
-    t *= _scale_below(n) if scale is None else scale
-    j = t.astype(np.intp)
-    if row_of_draw is not None:
-        j += row_of_draw
-    pos = np.take(guide, j)
-    del j
-    active = np.flatnonzero(np.take(z, pos) <= t)
-    while active.size:
-        p_act = np.take(pos, active)
-        p_act += 1
-        pos[active] = p_act
-        active = active[np.take(z, p_act) <= np.take(t, active)]
-    return pos
-
-
-def _prefix_sums(values: np.ndarray, seg_starts: np.ndarray) -> np.ndarray:
-    """values (rows, nmax) -> (rows, n_seg) sums over the first ns[b] columns."""
-    out = np.add.reduceat(values, seg_starts, axis=1)
-    return np.cumsum(out, axis=1, out=out)
-
-
 def _distinct_prefix_counts(idx: np.ndarray, ns: np.ndarray) -> np.ndarray:
-    """(rows, n_seg) number of distinct values among the first ns[b] entries of each row of idx.
+    """(rows, n_seg) int32 number of distinct values among the first ns[b] entries of each row of idx.
 
-    idx (rows, nmax), non-negative integers in draw order. Each draw is keyed (value, segment of its
-    position), segment b = #{n in ns : n <= position}; after sorting a row's keys the draws of a value
-    are adjacent with the earliest segment first, so every later draw of the group is a repeat in its
-    own segment, and n_distinct(b) = ns[b] - #{repeats with segment <= b}. Repeats are few, so only
-    they are counted.
+    idx (rows, >= max(ns)), non-negative integers in draw order; one pass over the draws with a stamp
+    per value (``_k_distinct``).
     """
-    rows, nmax = idx.shape
-    n_seg = len(ns)
-    bits = max(1, int(n_seg - 1).bit_length())
-    big = (int(idx.max(initial=0)) + 1) << bits
-    dtype = np.int32 if big < 2**31 else np.int64
-    seg_of_position = np.searchsorted(ns, np.arange(nmax), side="right").astype(dtype)
-    key = idx.astype(dtype)
-    key <<= bits
-    key |= seg_of_position
-    key.sort(axis=1)
-    same = key[:, 1:] ^ key[:, :-1]
-    rep = np.flatnonzero(same < (1 << bits))  # same value as the previous key: a repeat
-    del same
-    r_rep, c_rep = np.divmod(rep, nmax - 1)
-    seg_rep = key[r_rep, c_rep + 1] & ((1 << bits) - 1)
-    repeats = np.bincount(r_rep * n_seg + seg_rep, minlength=rows * n_seg).reshape(rows, n_seg)
-    return ns[None, :] - np.cumsum(repeats, axis=1)
+    idx = np.ascontiguousarray(idx, dtype=np.intp)
+    ns = np.ascontiguousarray(ns, dtype=np.int64)
+    out = np.zeros((idx.shape[0], len(ns)), dtype=np.int32)
+    if idx.size:
+        if idx.min() < 0 or idx.shape[1] < ns[-1]:
+            raise ValueError(f"idx must hold non-negative values and >= {ns[-1]} columns")
+        _k_distinct(idx, ns, int(idx.max()) + 1, out)
+    return out
 
 
 def _standardise_and_rho(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -391,6 +478,24 @@ def moment_table(a_hat: np.ndarray, c: np.ndarray) -> np.ndarray:
     np.multiply(a_hat, c, out=acc.real)
     acc.imag = c
     return acc
+
+
+class _Workspace:
+    """Scratch buffers of the draw engine for N inputs, reused across calls by one thread: the scaled
+    CDF z, the weights w, the guide table, the distinct-input stamps and a buffer for the draws."""
+
+    def __init__(self, n_inputs: int):
+        self.n_inputs = int(n_inputs)
+        self.z = np.empty(self.n_inputs)
+        self.w = np.empty(self.n_inputs)
+        self.guide = np.empty(self.n_inputs, dtype=np.int32)
+        self.mark = np.empty(self.n_inputs, dtype=np.int32)
+        self._flat = np.empty(0, dtype=np.intp)
+
+    def flat_buffer(self, rows: int, nmax: int) -> np.ndarray:
+        if self._flat.size < rows * nmax:
+            self._flat = np.empty(rows * nmax, dtype=np.intp)
+        return self._flat[: rows * nmax].reshape(rows, nmax)
 
 
 @dataclass
@@ -456,37 +561,99 @@ class PairDraws:
         c_guide: np.ndarray | None,
         ns: np.ndarray,
         n_seeds: int,
-        gen: np.random.Generator,
+        gen: np.random.Generator | None,
         *,
         pairs: np.ndarray | None = None,
+        u: np.ndarray | None = None,
     ) -> PairDraws:
         """Draw max(ns) inputs per (pair, seed) for the block's pairs (rows of a_hat, c_guide: (kb, N)).
 
-        ``gen`` supplies kb * n_seeds * max(ns) uniforms in (pair, seed, draw) order. Raises (naming
-        the pair: ``pairs``, default 0..kb-1) where q = 0 on an input with p > 0.
+        ``gen`` supplies kb * n_seeds * max(ns) float64 uniforms in (pair, seed, draw) order, or ``u``
+        gives them (then gen is not used): the grid passes the same uniforms to every sampler (common
+        random numbers; each sampler's draws are still i.i.d. from its own q). Raises (naming the pair:
+        ``pairs``, default 0..kb-1) where q = 0 on an input with p > 0.
         """
+        return cls._make(spec, a_hat, c_guide, ns, n_seeds, gen, pairs, u, None, None, False)[0]
+
+    @classmethod
+    def draw_and_sum(
+        cls,
+        spec: Mapping | str,
+        a_hat: np.ndarray,
+        c_guide: np.ndarray | None,
+        ns: np.ndarray,
+        n_seeds: int,
+        u: np.ndarray,
+        acc: np.ndarray,
+        cc: np.ndarray | None = None,
+        *,
+        pairs: np.ndarray | None = None,
+        second: bool = True,
+        work: _Workspace | None = None,
+    ) -> tuple[PairDraws, np.ndarray, np.ndarray | None, np.ndarray]:
+        """``draw`` and ``moment_sums`` in one call (Setting 1): each row's terms are summed right after
+        its draws, while the tables are in cache. Returns (draws, sums, sq, nd), exactly those of
+        ``draw(..., u=u)`` followed by ``moment_sums(acc, cc, second)``. ``work``: scratch buffers
+        reused across calls (``_Workspace``; the draws are then written into its ``flat``, valid until
+        the next call with the same workspace).
+        """
+        return cls._make(spec, a_hat, c_guide, ns, n_seeds, None, pairs, u, acc, cc, second, work)
+
+    @classmethod
+    def _make(cls, spec, a_hat, c_guide, ns, n_seeds, gen, pairs, u, acc, cc, second, work=None):
         s = _sampler_spec(spec)
         kb, n = a_hat.shape
         ns = np.asarray(ns, dtype=np.int64)
         nmax = int(ns[-1])
         rows = kb * n_seeds
-        row_off = np.repeat(n * np.arange(kb, dtype=np.intp), n_seeds * nmax) if kb > 1 else None
-        u = gen.random(rows * nmax)
-        scale = _scale_below(n)
+        if u is None:
+            u = gen.random(rows * nmax)
+        elif np.shape(u) != (rows * nmax,):
+            raise ValueError(f"expected {rows * nmax} uniforms, got shape {np.shape(u)}")
+        if n >= 2**31:
+            raise ValueError(f"at most 2**31 - 1 inputs are supported, got {n}")
         if s["name"] == "uniform":
-            u *= scale  # floor(N' u) <= N - 1
-            flat = u.astype(np.intp)
-            if row_off is not None:
-                flat += row_off
             nq = None
         else:
             nq = sampler_q(s, a_hat, c_guide, axis=1)
             nq *= n
             if not nq.min() > 0:  # zero or NaN somewhere: let check_q name the pair and input
                 check_q(nq.T, names=np.arange(kb) if pairs is None else pairs)
-            z, guide = _guide_tables(nq, sums_to_n=True)
-            flat = _guided_inverse_cdf(z, guide, n, u, row_off, scale)
-        return cls(flat.reshape(rows, nmax), nq, n, ns, n_seeds, pairs)
+        flat = np.empty((rows, nmax), dtype=np.intp) if work is None else work.flat_buffer(rows, nmax)
+        draws = cls(flat, nq, n, ns, n_seeds, pairs)
+        out = draws._run(0 if acc is None else 1, np.ascontiguousarray(u, dtype=np.float64), acc, cc, second, work)
+        return (draws,) if out is None else (draws, *out)
+
+    def _run(self, mode: int, u: np.ndarray, acc, cc, second: bool, work: _Workspace | None = None):
+        """Call ``_k_engine``; returns (sums, sq, nd), None for mode 0."""
+        rows, _ = self.flat.shape
+        n = self.n_inputs
+        n_seg = len(self.ns)
+        if mode:
+            sums = np.zeros((rows, n_seg, 4))
+            sq = np.zeros((rows, n_seg, 10))  # written only if second, returned only then
+            nd = np.zeros((rows, n_seg), dtype=np.int32)
+            acc2 = np.ascontiguousarray(acc, dtype=np.complex128).reshape(-1).view(np.float64).reshape(-1, 2)
+            cc1 = _EMPTY if cc is None else np.ascontiguousarray(cc, dtype=np.float64).reshape(-1)
+        else:
+            sums, sq, nd = _EMPTY3, _EMPTY3, _EMPTY2I
+            acc2, cc1 = _EMPTY2, _EMPTY
+        nq = np.empty((0, n)) if self.nq is None else np.ascontiguousarray(self.nq, dtype=np.float64)
+        # the compiled loop does not check bounds: check the shapes (and given draws) it relies on
+        size = self.n_pairs * n
+        if self.flat.shape[1] != self.ns[-1] or rows != self.n_pairs * self.n_seeds:
+            raise ValueError(f"draws of shape {self.flat.shape}; expected ({self.n_pairs * self.n_seeds}, {self.ns[-1]})")
+        if nq.shape[0] not in (0, self.n_pairs) or nq.shape[1] != n:
+            raise ValueError(f"nq has shape {nq.shape}; expected ({self.n_pairs}, {n})")
+        if mode and (acc2.shape[0] != size or cc1.shape[0] not in (0, size)):
+            raise ValueError(f"tables of {acc2.shape[0]} (and {cc1.shape[0]}) entries for {self.n_pairs} pairs x {n} inputs")
+        if mode == 2 and self.flat.size and not (self.flat.min() >= 0 and self.flat.max() < size):
+            raise ValueError(f"draws must lie in [0, {size}); got {self.flat.min()} .. {self.flat.max()}")
+        if rows and self.flat.shape[1]:
+            work = work if work is not None and work.n_inputs == n else _Workspace(n)
+            _k_engine(mode, nq, u, _scale_below(n), self.n_seeds, acc2, cc1, self.ns, bool(second), self.flat,
+                      sums, sq, nd, work.z, work.w, work.guide, work.mark)
+        return (sums, sq if second else None, nd) if mode else None
 
     @classmethod
     def from_indices(
@@ -500,6 +667,8 @@ class PairDraws:
         idx = idx[:, :, : int(ns[-1])]
         nq = None if q is None else np.asarray(q, dtype=np.float64) * np.shape(q)[1]
         n = int(n_inputs) if q is None else np.shape(q)[1]
+        if idx.size and not (idx.min() >= 0 and idx.max() < n):
+            raise ValueError(f"draw indices must lie in [0, {n}); got {idx.min()} .. {idx.max()}")
         flat = (idx + n * np.arange(kb)[:, None, None]).reshape(kb * n_seeds, -1)
         return cls(flat, nq, n, ns, n_seeds, pairs)
 
@@ -522,21 +691,30 @@ class PairDraws:
             return np.ones(self.flat.shape)
         return np.reciprocal(self.gather(self.nq))
 
-    def _seg_starts(self) -> np.ndarray:
-        return np.concatenate(([0], self.ns[:-1])).astype(np.intp)
-
-    def prefix_sums(self, values: np.ndarray) -> np.ndarray:
-        """(rows, nmax) values at the draws -> (rows, n_seg) sums over the first ns[b] draws."""
-        return _prefix_sums(values, self._seg_starts())
-
-    def _denominator(self, estimator: str, w_sums=None) -> np.ndarray:
+    def _denominator(self, estimator: str, w_sums: np.ndarray) -> np.ndarray:
+        """n (unbiased) or the sums of the weights ``w_sums`` (self-normalised), per segment."""
         if estimator == "unbiased":
             return self.ns[None, :].astype(np.float64)
         if estimator != "self_normalised":
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-        return self.prefix_sums(self.weights()) if w_sums is None else w_sums
+        return w_sums
 
     # ---- estimates ---------------------------------------------------------------------------
+    def moment_sums(
+        self, acc: np.ndarray, cc: np.ndarray | None, second: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Sums over the first ns[b] draws of every row (pair, seed) with c known on every input.
+
+        acc = ``moment_table(a_hat, c)`` (kb, N); cc = c * c, or None for binary c (c^2 = c). Returns
+        ``sums`` (rows, n_seg, 4) of the per-draw terms t = (w, w a_hat c, w c, w c^2) with
+        w = p / q = 1 / (N q); ``sq`` (rows, n_seg, 10) the sums of t_k t_l for k <= l (order 00 01 02
+        03 11 12 13 22 23 33; None unless ``second``), for the delta-method standard error; ``nd``
+        (rows, n_seg) int32, the distinct inputs among the draws (the cost). One compiled pass
+        (``_k_engine``).
+        """
+        self.flat = np.ascontiguousarray(self.flat, dtype=np.intp)
+        return self._run(2, _EMPTY, acc, cc, second)
+
     def estimate(self, acc: np.ndarray, cc: np.ndarray | None, estimator: str) -> tuple[np.ndarray, np.ndarray]:
         """rho_hat and no_variation, both (kb, S, n_seg), with c known on every input (Setting 1).
 
@@ -546,18 +724,8 @@ class PairDraws:
         """
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-        if self.nq is None:
-            moments, extra = acc, cc
-        else:  # tables w a_hat c + i w c (, w c^2), w = 1 / (N q)
-            moments = np.empty(self.nq.shape, dtype=np.complex128)
-            np.divide(acc.real, self.nq, out=moments.real)
-            np.divide(acc.imag, self.nq, out=moments.imag)
-            extra = None if cc is None else cc / self.nq
-        s_m = self.prefix_sums(self.gather(moments))
-        s_ac, s_c = s_m.real, s_m.imag
-        s_cc = s_c if extra is None else self.prefix_sums(self.gather(extra))
-        den = self._denominator(estimator)
-        rh, nv = _rho_and_no_variation(s_ac / den, s_c / den, s_cc / den)
+        sums, _, _ = self.moment_sums(acc, cc)
+        rh, nv, _ = estimates_from_sums(sums, None, self.ns, estimator)
         shape = (self.n_pairs, self.n_seeds, len(self.ns))
         return rh.reshape(shape), nv.reshape(shape)
 
@@ -610,6 +778,59 @@ class PairDraws:
         return nd.reshape(self.n_pairs, self.n_seeds, len(self.ns))
 
 
+_EMPTY = np.empty(0)
+_EMPTY2 = np.empty((0, 2))
+_EMPTY3 = np.empty((0, 0, 0))
+_EMPTY2I = np.empty((0, 0), dtype=np.int32)
+Z95 = 1.959963984540054  # the standard normal's 0.975 quantile: 95% intervals
+_SQ_INDEX = np.array([[0, 1, 2, 3], [1, 4, 5, 6], [2, 5, 7, 8], [3, 6, 8, 9]])  # (k, l) -> packed k <= l
+
+
+def estimates_from_sums(
+    sums: np.ndarray, sq: np.ndarray | None, ns: np.ndarray, estimator: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """rho_hat, no_variation and (with ``sq``) the delta-method standard error from ``moment_sums``.
+
+    sums (..., n_seg, 4), sq (..., n_seg, 10) or None; ns the sample size of each segment.
+    rho_hat = m_ac / sqrt(m_cc - m_c^2) with m = sums / n (unbiased) or sums / sum w (self-normalised);
+    0 where the sample shows no variation in c (``no_variation``).
+
+    Standard error (the same formula as ``crowd.interval.rho_interval``, fused with the sums): with the
+    per-draw means m = sums / n and G the estimator as a function of m, SE^2 = grad G(m)' Sigma grad G(m)
+    / n, Sigma the sample covariance (ddof = 1) of the per-draw terms, (sq - sums_k sums_l / n) / (n - 1).
+    NaN where the sample shows no variation or n < 2. Intervals: rho_hat -/+ Z95 SE, clipped to [-1, 1].
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    n = np.asarray(ns, dtype=np.float64)
+    den = n if estimator == "unbiased" else sums[..., 0]
+    rh, nv = _rho_and_no_variation(sums[..., 1] / den, sums[..., 2] / den, sums[..., 3] / den)
+    if sq is None:
+        return rh, nv, None
+    m = sums / n[:, None]
+    sn = estimator == "self_normalised"
+    big = m[..., 1:] / m[..., :1] if sn else m[..., 1:]
+    m1, m2, m3 = big[..., 0], big[..., 1], big[..., 2]
+    v = m3 - m2 * m2
+    v = np.where(v > 0, v, np.nan)
+    sv = v * np.sqrt(v)
+    g = np.empty(m.shape)
+    g[..., 1] = 1.0 / np.sqrt(v)
+    g[..., 2] = m1 * m2 / sv
+    g[..., 3] = -0.5 * m1 / sv
+    if sn:
+        g[..., 0] = -(g[..., 1] * m1 + g[..., 2] * m2 + g[..., 3] * m3) / m[..., 0]
+        g[..., 1:] /= m[..., :1]
+    else:
+        g[..., 0] = 0.0
+    cov = sq[..., _SQ_INDEX] - sums[..., :, None] * sums[..., None, :] / n[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.einsum("...k,...kl,...l->...", g, cov, g) / (n - 1.0)
+    se = np.sqrt(np.maximum(var, 0.0) / n)
+    se = np.where((n >= 2) & ~nv, se, np.nan)
+    return rh, nv, se
+
+
 _BLOCK_DRAWS = 50_000
 
 
@@ -629,11 +850,15 @@ def _chunk_grid(
     estimator: str,
     seed_seq: np.random.SeedSequence,
     pair_offset: int,
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """One chunk of pairs: a_chunk, c_chunk, g_chunk are (kc, N) (pairs along rows).
 
-    Per sampler, one generator (from seed_seq) is consumed block by block of pairs (``PairDraws.draw``),
-    and each block's draws give rho_hat, no_variation and the distinct counts.
+    One generator (from seed_seq) is consumed block by block of pairs; a block's uniforms are shared by
+    every sampler (common random numbers: each sampler's draws are i.i.d. from its own q, and samplers
+    are compared on the same randomness). Each sampler's draws (``PairDraws.draw``) give the moment
+    sums (``PairDraws.moment_sums``), turned into rho_hat, no_variation and the standard error for the
+    whole chunk at once (``estimates_from_sums``).
+    Returns rho (kc,) and, per sampler, rho_hat, no_variation, n_distinct and se, each (kc, S, n_seg).
     """
     kc = a_chunk.shape[0]
     c = c_chunk  # float64 (from _pair_columns)
@@ -646,30 +871,38 @@ def _chunk_grid(
     binary = bool(np.all((c == 0) | (c == 1)))
     n_seg = len(ns)
     nmax = int(ns[-1])
-    acc = moment_table(a_hat, c)
-    cc = None if binary else c * c
     bp = _block_pairs(n_seeds, nmax)
-    rho_hats, no_vars, n_distincts = [], [], []
-    for spec, child in zip(specs, seed_seq.spawn(len(specs)), strict=True):
-        gen = np.random.Generator(np.random.PCG64DXSM(child))
-        rh_all = np.empty((kc, n_seeds, n_seg))
-        nv_all = np.empty((kc, n_seeds, n_seg), dtype=bool)
-        nd_all = np.empty((kc, n_seeds, n_seg), dtype=np.int32)
-        for b0 in range(0, kc, bp):
-            sl = slice(b0, min(b0 + bp, kc))
-            draws = PairDraws.draw(
-                spec, a_hat[sl], None if g_chunk is None else g_chunk[sl], ns, n_seeds, gen,
-                pairs=np.arange(pair_offset + sl.start, pair_offset + sl.stop),
+    shape = (kc, n_seeds, n_seg)
+    n_samp = len(specs)
+    sums = np.empty((n_samp, kc * n_seeds, n_seg, 4))
+    sq = np.empty((n_samp, kc * n_seeds, n_seg, 10))
+    nd = np.empty((n_samp, kc * n_seeds, n_seg), dtype=np.int32)
+    gen = np.random.Generator(np.random.PCG64DXSM(seed_seq))
+    work = _Workspace(a_hat.shape[1])
+    for b0 in range(0, kc, bp):
+        # block by block: the block's tables are built right before the samplers use them (in cache),
+        # and its uniforms are shared by the samplers (common random numbers)
+        sl = slice(b0, min(b0 + bp, kc))
+        rows = slice(sl.start * n_seeds, sl.stop * n_seeds)
+        acc = moment_table(a_hat[sl], c[sl])
+        cc = None if binary else c[sl] * c[sl]
+        u = gen.random((sl.stop - sl.start) * n_seeds * nmax)
+        for i, spec in enumerate(specs):
+            _, sums[i, rows], sq[i, rows], nd[i, rows] = PairDraws.draw_and_sum(
+                spec, a_hat[sl], None if g_chunk is None else g_chunk[sl], ns, n_seeds, u, acc, cc,
+                pairs=np.arange(pair_offset + sl.start, pair_offset + sl.stop), work=work,
             )
-            rh_all[sl], nv_all[sl] = draws.estimate(acc[sl], None if cc is None else cc[sl], estimator)
-            nd_all[sl] = draws.distinct_counts()
-            del draws
+    rho_hats, no_vars, n_distincts, ses = [], [], [], []
+    for i in range(n_samp):
+        rh_all, nv_all, se_all = (x.reshape(shape) for x in estimates_from_sums(sums[i], sq[i], ns, estimator))
         rh_all[~valid] = np.nan
         nv_all[~valid] = False
+        se_all[~valid] = np.nan
         rho_hats.append(rh_all)
         no_vars.append(nv_all)
-        n_distincts.append(nd_all)
-    return rho, rho_hats, no_vars, n_distincts
+        n_distincts.append(nd[i].reshape(shape))
+        ses.append(se_all)
+    return rho, rho_hats, no_vars, n_distincts, ses
 
 
 def _pair_columns(x: np.ndarray, cols: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -722,7 +955,9 @@ def sampling_grid(
     The draws, weights and estimates are made by the draw engine ``PairDraws`` (shared with Setting 2).
 
     Returns a long DataFrame: pair, sampler, n, seed, rho, rho_hat, rce, n_distinct, no_variation
-    (True where the sample showed no variation in c, so rho_hat = 0 was reported).
+    (True where the sample showed no variation in c, so rho_hat = 0 was reported), se (the
+    delta-method standard error of rho_hat, ``estimates_from_sums``; NaN where no_variation or n < 2)
+    and lo, hi (the 95% interval rho_hat -/+ 1.96 se clipped to [-1, 1]; NaN with se).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
@@ -785,8 +1020,9 @@ def sampling_grid(
     def stacked(i: int) -> np.ndarray:
         return np.concatenate([np.concatenate([r[i][s_i] for r in results]).ravel() for s_i in range(n_samp)])
 
-    rho_hat, no_variation, n_distinct = stacked(1), stacked(2), stacked(3)
+    rho_hat, no_variation, n_distinct, se = stacked(1), stacked(2), stacked(3), stacked(4)
     rho_rows = np.tile(np.repeat(rho, n_seeds * n_seg), n_samp)
+    half = Z95 * se
     df = pd.DataFrame(
         {
             "pair": np.tile(np.repeat(np.arange(n_pairs), n_seeds * n_seg), n_samp),
@@ -798,6 +1034,9 @@ def sampling_grid(
             "rce": relative_corr_error(rho_hat, rho_rows),
             "n_distinct": n_distinct,
             "no_variation": no_variation,
+            "se": se,
+            "lo": np.clip(rho_hat - half, -1.0, 1.0),
+            "hi": np.clip(rho_hat + half, -1.0, 1.0),
         }
     )
     return df

@@ -109,6 +109,7 @@ def setting2_files():
 STUDY_TABLES = [
     "table4_auc_bins",
     "setting1_rce",
+    "setting1_coverage",
     "gamma_sweep",
     "alpha_sweep",
     "setting2_cost",

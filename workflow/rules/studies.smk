@@ -23,6 +23,8 @@ rule study_pairs:
         f"benchmarks/{STUDY}/study_pairs.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         layers=study_layers(),
         guides=list(dict.fromkeys(study_guides() + setting2_priors())),
@@ -44,6 +46,8 @@ rule setting1:
         f"benchmarks/{STUDY}/setting1/{{model}}/{{layer}}/{{concept_model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         study="main",
         settings=setting1_settings("main"),
@@ -63,6 +67,8 @@ rule setting1_sweep:
         f"benchmarks/{STUDY}/setting1_sweep/{{sweep}}/{{model}}/{{layer}}/{{concept_model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         study=lambda wc: wc.sweep,
         settings=lambda wc: setting1_settings(wc.sweep),
@@ -112,6 +118,8 @@ rule setting2:
         f"benchmarks/{STUDY}/setting2/{{model}}/{{layer}}/{{concept_model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
+    resources:
+        mem_mb=mem_mb(),
     params:
         settings=canon(
             {

@@ -11,7 +11,9 @@ mimic explanations worth evaluating; random pairs cover weak and negative correl
 
 Outputs are long DataFrames with columns model, layer, neuron, concept, concept_model, sampler, n,
 seed, rho, rho_hat, rce, n_distinct, no_variation (the sample showed no variation in c, so rho_hat = 0
-was reported), pair (+ guide_auc, gamma/alpha for the sweeps).
+was reported), se, lo, hi (the delta-method standard error of rho_hat and its 95% interval, NaN where
+no_variation; ``sampling.estimates_from_sums``), pair (+ guide_auc, gamma/alpha for the sweeps).
+``coverage_table`` reports how often the intervals contain the exact rho.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = [
     "gamma_sweep",
     "alpha_sweep",
     "auc_bin_table",
+    "coverage_table",
     "summary_table",
 ]
 
@@ -117,7 +120,7 @@ def _label_grid(df: pd.DataFrame, pairs: pd.DataFrame, model: str, layer: str, c
             "concept_model": concept_model,
         }
     )
-    for col in ["sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct", "no_variation"]:
+    for col in ["sampler", "n", "seed", "rho", "rho_hat", "rce", "n_distinct", "no_variation", "se", "lo", "hi"]:
         out[col] = df[col].to_numpy()
     out["pair"] = idx
     if "guide_auc" in p:
@@ -199,6 +202,51 @@ def auc_bin_table(df: pd.DataFrame, n: int = 180, bins: Sequence[float] = AUC_BI
     sub = sub[code >= 0].assign(auc_bin=pd.Categorical.from_codes(code[code >= 0], labels))
     out = summarise_rce(sub, floor=floor, by=("sampler", "auc_bin"))
     return out
+
+
+COVERAGE_COLUMNS = ["intervals", "covered", "degenerate", "coverage", "coverage_defined", "mean_se", "mean_width",
+                    "n_pairs"]
+
+
+def coverage_table(df: pd.DataFrame, by: Sequence[str] = ("sampler", "n")) -> pd.DataFrame:
+    """Coverage of the 95% intervals: the share of samples whose interval [lo, hi] contains the exact rho.
+
+    df: Setting 1 rows (``run_setting1`` / ``sampling_grid``: pair, rho, se, lo, hi). Rows with
+    undefined (NaN) rho are left out. Per group of ``by`` (columns absent from df are skipped):
+    ``intervals`` the samples (pair x seed rows), ``covered`` those with lo <= rho <= hi,
+    ``degenerate`` those with no interval (no variation of c in the sample, or n < 2: se NaN), counted
+    as misses; ``coverage`` = covered / intervals, ``coverage_defined`` = covered / (intervals -
+    degenerate) (NaN if every sample is degenerate); ``mean_se`` and ``mean_width`` (hi - lo) over the
+    defined intervals; ``n_pairs`` the distinct pairs.
+    """
+    missing = {"pair", "rho", "se", "lo", "hi"} - set(df.columns)
+    if missing:
+        raise KeyError(f"coverage_table needs the columns {sorted(missing)} (Setting 1 rows with intervals)")
+    by = [b for b in by if b in df.columns]
+    d = df[np.isfinite(df["rho"].to_numpy())]
+    rho, lo, hi, se = (d[c].to_numpy() for c in ("rho", "lo", "hi", "se"))
+    work = pd.DataFrame(
+        {
+            **{b: d[b].to_numpy() for b in by},
+            "covered": (lo <= rho) & (rho <= hi),  # False where the interval is NaN (degenerate)
+            "degenerate": np.isnan(se),
+            "se": se,  # NaN exactly where degenerate, and so are lo, hi
+            "width": hi - lo,
+            "pair": d["pair"].to_numpy(),
+        }
+    )
+    keys = by or np.zeros(len(work), dtype=int)  # no group columns: one group
+    out = work.groupby(keys, observed=True).agg(
+        intervals=("covered", "size"),
+        covered=("covered", "sum"),
+        degenerate=("degenerate", "sum"),
+        mean_se=("se", "mean"),
+        mean_width=("width", "mean"),
+        n_pairs=("pair", "nunique"),
+    )
+    out["coverage"] = out["covered"] / out["intervals"]
+    out["coverage_defined"] = out["covered"] / (out["intervals"] - out["degenerate"])  # 0 / 0 -> NaN
+    return out.reset_index()[[*by, *COVERAGE_COLUMNS]]
 
 
 def summary_table(df: pd.DataFrame, by: Sequence[str], value: str, digits: int = 4) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from neuronaudit.studies.setting1 import (
     AUC_BINS,
     alpha_sweep,
     auc_bin_table,
+    coverage_table,
     gamma_sweep,
     run_setting1,
     select_pairs,
@@ -497,10 +498,12 @@ def table4_auc_bins(
 def setting1_tables(
     rce: pd.DataFrame, gamma: pd.DataFrame, alpha: pd.DataFrame, floor: float = 0.05, table_n: int = 180
 ) -> dict[str, pd.DataFrame]:
-    """table4_auc_bins, setting1_rce (guide x sampler x n), gamma_sweep, alpha_sweep."""
+    """table4_auc_bins, setting1_rce (guide x sampler x n), setting1_coverage (the share of 95% intervals
+    containing the exact rho, guide x sampler x n; ``setting1.coverage_table``), gamma_sweep, alpha_sweep."""
     return {
         "table4_auc_bins": table4_auc_bins(rce, n=table_n, floor=floor),
         "setting1_rce": _summarise(rce, ["concept_model", "sampler", "n"], floor),
+        "setting1_coverage": coverage_table(rce, ["concept_model", "sampler", "n"]),
         "gamma_sweep": _summarise(gamma, ["concept_model", "gamma", "n"], floor),
         "alpha_sweep": _summarise(
             alpha.assign(alpha=alpha["alpha"].fillna(-1.0)), ["concept_model", "sampler", "alpha", "n"], floor
