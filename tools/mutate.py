@@ -7,7 +7,7 @@ the code that no test noticed. docs/testing.md lists every survivor as equivalen
 or names the test that now kills it.
 
     python tools/mutate.py                     # every module below
-    python tools/mutate.py sampling.py         # one module
+    python tools/mutate.py sampling.py         # one module (".py" optional: crowd/aggregate)
     python tools/mutate.py --show              # also print the diff of each survivor
 """
 
@@ -29,20 +29,33 @@ REPO = Path(__file__).resolve().parents[1]
 MODULES: dict[str, list[str]] = {
     "scoring.py": ["tests/test_scoring.py", "tests/test_explanations.py"],
     "explanations.py": ["tests/test_explanations.py", "tests/test_scoring.py"],
-    "sampling.py": ["tests/test_sampling.py", "tests/test_engine_reference.py"],
+    "sampling.py": ["tests/test_sampling.py", "tests/test_engine_reference.py", "tests/test_setting1_intervals.py"],
     "aggregation.py": ["tests/test_aggregation.py"],
     "raters.py": ["tests/test_raters.py", "tests/test_ratings_validation.py"],
-    "studies/setting1.py": ["tests/test_studies.py", "tests/test_sampling.py", "tests/test_engine_reference.py"],
+    "studies/setting1.py": ["tests/test_studies.py", "tests/test_sampling.py", "tests/test_engine_reference.py",
+                            "tests/test_setting1_intervals.py"],
     "studies/setting2.py": ["tests/test_studies.py", "tests/test_engine_reference.py"],
+    "crowd/aggregate.py": ["tests/test_crowd_aggregate.py", "tests/test_crowd_interval.py"],
+    "crowd/interval.py": ["tests/test_crowd_interval.py", "tests/test_crowd_aggregate.py"],
 }
 TARGET = 0.90
 
 
 def _tests_for(module: str) -> list[str]:
-    """The module's listed tests plus any tests/test_mutants_<name>.py written to kill its survivors."""
-    name = Path(module).stem
+    """The module's listed tests plus any tests/test_mutants_<name>.py written to kill its survivors: <name>
+    is the module's stem for the top-level and studies modules (test_mutants_setting1.py) and
+    <package>_<stem> for the crowd package (test_mutants_crowd_aggregate*.py)."""
+    path = Path(module)
+    name = f"crowd_{path.stem}" if path.parent.name == "crowd" else path.stem
     extra = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob(f"test_mutants_{name}*.py"))
     return [t for t in MODULES[module] + extra if (REPO / t).exists()]
+
+
+def _canonical(module: str) -> str:
+    """``crowd/aggregate``, ``crowd/aggregate.py`` and ``src/neuronaudit/crowd/aggregate.py`` all name the same
+    module of MODULES."""
+    module = module.removeprefix("src/").removeprefix("neuronaudit/")
+    return module if module.endswith(".py") else f"{module}.py"
 
 
 def run_module(module: str, workers: int, show: bool) -> tuple[int, int, list[str]]:
@@ -92,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--show", action="store_true", help="print the diff of every survivor")
     args = parser.parse_args(argv)
-    modules = args.modules or list(MODULES)
+    modules = [_canonical(m) for m in args.modules] or list(MODULES)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         parser.error(f"unknown module(s) {unknown}; known: {list(MODULES)}")

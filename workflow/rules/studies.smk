@@ -158,7 +158,18 @@ rule study_tables:
         alpha=f"{RESULTS}/setting1/alpha_sweep.parquet",
         setting2=f"{RESULTS}/setting2/rce.parquet",
     output:
-        **{t: f"{RESULTS}/tables/{t}.csv" for t in STUDY_TABLES},
+        **{
+            t: (
+                report(
+                    f"{RESULTS}/tables/{t}.csv",
+                    caption="../report/setting1_coverage.rst",
+                    category="Setting 1 (no label noise)",
+                )
+                if t == "setting1_coverage"
+                else f"{RESULTS}/tables/{t}.csv"
+            )
+            for t in STUDY_TABLES
+        },
     log:
         f"logs/{STUDY}/study_tables.log",
     conda:

@@ -601,7 +601,7 @@ def _design_arrays(design: pd.DataFrame, expl_ids: pd.Index) -> dict:
     for name, x, ok in (("weight", w, np.isfinite(w) & (w > 0)), ("a_hat", a, np.isfinite(a))):
         if not ok.all():
             i = int(np.flatnonzero(~ok)[0])
-            raise ValueError(f"design row {i} ({eid[i]!r}, draw {design['draw'].iloc[i]}): {name} = {x[i]!r} "
+            raise ValueError(f"design row {i} ({eid[i]!r}, draw {design['draw'].iloc[i]}): {name} = {float(x[i])!r} "
                              f"must be finite{' and > 0' if name == 'weight' else ''}")
     draw = design["draw"].to_numpy(dtype=np.int64)
     order = np.lexsort((draw, e))  # draw order within each explanation

@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from neuronaudit import io as nio
-from neuronaudit.crowd.mturk import MTURK_COLUMNS, RatingsImportError, read_mturk_results
-from neuronaudit.explainers.importers import CsvTable, ImportFormatError
+from neuronaudit.crowd.mturk import MTURK_COLUMNS, CsvCells, RatingsImportError, read_mturk_results
+from neuronaudit.explainers.importers import ImportFormatError
 from neuronaudit.raters import RATING_COLUMNS, check_ratings, read_ratings
 
 __all__ = ["RATINGS_COLUMNS", "RATINGS_KEY", "RatingsImportError", "empty_ratings", "read_ratings_file",
@@ -60,24 +60,45 @@ def empty_ratings() -> pd.DataFrame:
     return df[list(RATINGS_COLUMNS)]
 
 
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
+def _typed(df: pd.DataFrame, strings="object") -> pd.DataFrame:
+    """The schema's columns and types; ``strings="str"`` keeps text in Arrow memory (the ingestion's
+    working frames), the default gives Python strings (:func:`read_store`)."""
     out = df[list(RATINGS_COLUMNS)].copy()
     for c in _STR:
-        out[c] = out[c].astype(object)
+        out[c] = out[c].astype(object if strings == "object" else "str")
     out["rating"] = out["rating"].astype(np.int8)
     if str(out["submitted_at"].dtype) != "datetime64[ns, UTC]":
         out["submitted_at"] = pd.to_datetime(out["submitted_at"], utc=True).astype("datetime64[ns, UTC]")
     return out.reset_index(drop=True)
 
 
-def read_store(path) -> pd.DataFrame:
+def read_store(path, strings="object") -> pd.DataFrame:
     """The ratings store (an empty frame in the schema if the file does not exist)."""
     if not Path(path).exists():
-        return empty_ratings()
-    return _typed(nio.read_table(path))
+        return _typed(empty_ratings(), strings)
+    return _typed(nio.read_table(path), strings)
 
 
-def _read_long_csv(path, table: CsvTable) -> pd.DataFrame:
+def _key_codes(df: pd.DataFrame) -> np.ndarray:
+    """One integer per distinct (task, image_id, concept, rater), numbered in order of first appearance:
+    each column hashed once (in Arrow for text), then the pairs of codes, so no row is compared with
+    another row by row."""
+    code = None
+    for c in RATINGS_KEY:
+        k, uniques = pd.factorize(df[c], use_na_sentinel=False)
+        code = k.astype(np.int64) if code is None else pd.factorize(code * len(uniques) + k)[0].astype(np.int64)
+    return code if code is not None else np.zeros(0, dtype=np.int64)
+
+
+def _first_of_key(code: np.ndarray) -> np.ndarray:
+    """Per row, the row where its key first appears (codes are numbered in order of first appearance)."""
+    if not code.size:
+        return np.zeros(0, dtype=np.int64)
+    new = np.r_[True, code[1:] > np.maximum.accumulate(code)[:-1]]
+    return np.flatnonzero(new)[code]
+
+
+def _read_long_csv(path, table: CsvCells) -> pd.DataFrame:
     df = read_ratings(path)
     df = check_ratings(df, source=str(path))
     name = Path(path).name
@@ -142,7 +163,7 @@ def read_ratings_file(path) -> tuple[pd.DataFrame, dict]:
         return df, {"file": path, "format": "parquet", "rows_read": len(df), "kept": len(df), "rejected": 0,
                     "duplicate": 0}
     try:
-        table = CsvTable(path)
+        table = CsvCells(path)
     except ImportFormatError as e:
         if isinstance(e, RatingsImportError):
             raise
@@ -183,24 +204,23 @@ def ingest_ratings(paths: Iterable[str | os.PathLike] | str | os.PathLike, store
     If nothing is added the store is not rewritten (created empty if it did not exist)."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    store = read_store(store_path)
+    store = read_store(store_path, strings="str")
     frames, counts = [store.assign(_file=-1, _line=0, _assignment=-1, _slot="")], []
     for f, path in enumerate(paths):
         df, c = read_ratings_file(path)
-        frames.append(df.assign(_file=f))
+        frames.append(df.astype(dict.fromkeys([*_STR, "_slot"], "str")).assign(_file=f))
         counts.append(c)
     allr = pd.concat(frames, ignore_index=True)
-    key_dup = allr.duplicated(RATINGS_KEY).to_numpy()
-    conflict = np.zeros(len(allr), dtype=bool)
-    if key_dup.any():  # a repeated key must repeat the rating too
-        again = allr.duplicated(RATINGS_KEY, keep=False).to_numpy()
-        sub = allr[again]
-        conflict[np.flatnonzero(again)] = (sub.duplicated(RATINGS_KEY).to_numpy()
-                                           & ~sub.duplicated([*RATINGS_KEY, "rating"]).to_numpy())
+    code = _key_codes(allr)
+    first = _first_of_key(code)
+    key_dup = first != np.arange(len(code))
+    rating = allr["rating"].to_numpy()
+    # a repeated key must repeat the rating too; the first row that does not is the one reported
+    conflict = key_dup & (rating != rating[first])
     if conflict.any():
         i = int(np.flatnonzero(conflict)[0])
         row = allr.iloc[i]
-        first = allr[(allr[RATINGS_KEY] == row[RATINGS_KEY]).all(axis=1)].iloc[0]
+        first = allr.iloc[int(first[i])]
         where = "the store" if first["_file"] < 0 else f"line {first['_line']}"
         raise RatingsImportError(
             counts[int(row["_file"])]["file"],
