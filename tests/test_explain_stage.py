@@ -178,6 +178,14 @@ def test_tiny_run_explain_outputs(tiny_run):
                 meta = read_meta(path)
                 paths.append(path)
                 assert list(table.columns) == TABLE_COLUMNS and (table["method"] == method).all()
+                if entry["method"] == "line":
+                    # LINE explains a seeded subset of line.neurons_per_layer neurons (docs/line.md)
+                    neurons = table["neuron"].tolist()
+                    assert len(table) == cfg["line"]["neurons_per_layer"] and neurons == sorted(set(neurons))
+                    assert meta["split"] == "val" and meta["runtime"]["seconds"] >= 0
+                    scores = pd.read_parquet(res / f"scores/{model}/{layer}/{method}.parquet")
+                    assert set(scores["concept_model"]) == scorers and len(scores) == len(scorers) * len(table)
+                    continue
                 n_neurons = n_neurons or len(table)
                 assert len(table) == n_neurons and table["neuron"].tolist() == list(range(n_neurons))
                 assert meta["split"] == "val" and meta["n_images"] == 200 and meta["runtime"]["seconds"] >= 0
