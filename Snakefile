@@ -24,6 +24,7 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/fidelity.smk"
 include: "workflow/rules/line.smk"
 include: "workflow/rules/crowd.smk"
 

@@ -121,3 +121,19 @@ STUDY_TABLES = [
 
 def study_targets():
     return [f"{RESULTS}/tables/{t}.csv" for t in STUDY_TABLES]
+
+
+def fidelity_targets():
+    """Every output of the fidelity study (called from report_targets())."""
+    if not config["fidelity"]["enabled"]:
+        return []
+    return [
+        f"{RESULTS}/fidelity/synthetic.parquet",
+        f"{RESULTS}/fidelity/observed_pairs.parquet",
+        f"{RESULTS}/tables/fidelity_synthetic.csv",
+        f"{RESULTS}/tables/fidelity_observed.csv",
+        f"{RESULTS}/tables/fidelity_coverage.csv",
+        f"{RESULTS}/figures/fidelity.png",
+        f"{RESULTS}/figures/fidelity.pdf",
+        f"{RESULTS}/fidelity/summary.json",
+    ]

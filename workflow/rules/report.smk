@@ -5,6 +5,7 @@
 
 import sys
 
+from neuronaudit.report.comparison import study_descriptor
 from neuronaudit.report.needs import needs_message
 
 # Before any job (even on a dry run): the paths a user must provide and the weights a run downloads,
@@ -74,7 +75,49 @@ def report_targets():
         for t in report_tables()
         for ext in ("csv", "md")
     ]
+    out += [f"{RESULTS}/tables/paper_comparison.{ext}" for ext in ("csv", "md")]
+    out += fidelity_targets()
     return out
+
+
+# the long tables paper_values.yaml reads ours from (neuronaudit.report.comparison)
+COMPARISON_TABLES = [
+    "table1_automated",
+    "table2_complex",
+    "table4_auc_bins",
+    "setting1_rce",
+    "gamma_sweep",
+    "alpha_sweep",
+    "setting2_beta",
+    "setting2_cost",
+    "setting2_error_model",
+    "crowd_agreement",
+    "crowd_table3",
+    "cosy",
+    "line_polysemanticity",
+]
+
+
+def comparison_inputs(wildcards):
+    """The tables and JSON files of this study the comparison reads: only those the study makes."""
+    made = set(explain_targets() + study_targets() + line_targets() + crowd_targets())
+    inputs = {
+        t: f"{RESULTS}/tables/{t}.csv"
+        for t in COMPARISON_TABLES
+        if f"{RESULTS}/tables/{t}.csv" in made
+    }
+    # the papers' numbers: editing the data file reruns the comparison
+    inputs["paper_values"] = str(LIB / "report" / "paper_values.yaml")
+    if CROWD["enabled"]:
+        inputs["json_crowd_cost"] = f"{CROWD_DIR}/cost.json"
+    for cm in config["concept_models"]:
+        inputs[f"json_concept_model__{cm}"] = f"{RESULTS}/concept_models/{cm}.json"
+    return inputs
+
+
+def comparison_study():
+    """What the comparison needs to know about the study (its dataset, models, concept models)."""
+    return canon(study_descriptor(config))
 
 
 for _name, (_tables, _category) in REPORT_FIGURES.items():
@@ -131,3 +174,26 @@ for _table, (_long, _category) in REPORT_TABLES.items():
             code=script_code("report_table.py"),
         script:
             "../scripts/report_table.py"
+
+
+rule:
+    name:
+        "paper_comparison"
+    input:
+        unpack(comparison_inputs),
+    output:
+        csv=report(
+            f"{RESULTS}/tables/paper_comparison.csv",
+            caption="../report/paper_comparison.rst",
+            category="Comparison with the paper",
+        ),
+        md=f"{RESULTS}/tables/paper_comparison.md",
+    log:
+        f"logs/{STUDY}/paper_comparison.log",
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        study=comparison_study(),
+        code=script_code("paper_comparison.py"),
+    script:
+        "../scripts/paper_comparison.py"
