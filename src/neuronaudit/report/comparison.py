@@ -329,6 +329,14 @@ def _variant_text(study: Mapping[str, Any], variant: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _sig(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant digits (NaN and 0 unchanged)."""
+    x = float(x)
+    if not np.isfinite(x) or x == 0:
+        return x
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
 def compare(
     tables: Mapping[str, pd.DataFrame],
     study: Mapping[str, Any],
@@ -374,6 +382,8 @@ def compare(
                 diff, kind = value / float(e["paper_value"]), "ours / paper"
             else:
                 diff, kind = math.nan, ""
+            # 4 significant digits: the papers quote 2-4; more would be noise dressed as precision
+            value, diff = _sig(value), _sig(diff)
             rows.append({**base, "ours_setting": _variant_text(study, variant), "ours": value, "difference": diff,
                          "difference_kind": kind, "comparable": "no" if diffs else "yes",
                          "reason": "; ".join(reasons)})
