@@ -8,7 +8,7 @@ same process (these machines are noisy); absolute times are printed for context 
     bench_extract.py     extraction end to end vs a bare forward pass
     bench_noop.py        no-op Snakemake rerun vs `snakemake --version`
     bench_dag.py         `snakemake -n` on a 50-pair model-layer sweep: DAG time, jobs, a reason per job
-    bench_app.py         rating app: p50/p95 latency of submitting a task, 20 concurrent raters (absolute)
+    bench_app.py         rating app: p50/p95/p99 latency of submitting a task, 20 concurrent raters, both durability modes (absolute)
     bench_crowd.py       crowd aggregation of 2,000 explanations x 180 x 3 raters; 100,000-row MTurk import
     bench_gpu.py         the GPU path end to end vs bare forward (prints "no CUDA GPU: skipped" without one)
     bench_line.py        LINE's offline loop: per-iteration cost by part, neurons per minute (1 and 2 processes)

@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+import types
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from waitress import wasyncore
 
 from neuronaudit import cli
 from neuronaudit.aggregation import fleiss_kappa
+from neuronaudit.config import load_config
+from neuronaudit.crowd import app as app_mod
 from neuronaudit.crowd.ratings import RATINGS_COLUMNS, ingest_ratings, read_store
 from neuronaudit.crowd.store import AppSetupError, AppStore, assign, export_ratings, read_tasks
 
@@ -415,3 +423,131 @@ def test_store_setup_directly_defaults_to_three_raters(tmp_path):
     assert store.rater_names() == ["rater01", "rater02", "rater03"]
     assert all(len(v) == 3 for v in store.assignments().values())
     store.close()
+
+
+# ------------------------------------------------------------------ durability, checkpoints, the server loop
+
+def test_durability_modes_set_sqlite_synchronous_and_the_config_defaults_are_the_apps(tmp_path, capsys):
+    make_crowd(tmp_path, n_tasks=2, n_images=20)
+    for mode, level in (("process", 1), ("power", 2)):  # PRAGMA synchronous: 1 = NORMAL, 2 = FULL
+        store = AppStore.setup(tmp_path, raters=3, durability=mode)
+        c = store.conn()
+        assert c.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        store.close()
+    with pytest.raises(AppSetupError, match="durability 'disk': must be one of"):
+        AppStore(tmp_path, durability="disk")
+    # the schema's defaults (config.yaml without its crowd.app line) are the app's own defaults
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["crowd"].pop("app", None)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert load_config(tmp_path / "c.yaml")["crowd"]["app"] == {"durability": app_mod.DURABILITY_DEFAULT,
+                                                                 "threads": app_mod.THREADS}
+    # serve reads crowd.app from --configfile; its flags override; a bad value names the key
+    cfg["crowd"]["app"] = {"durability": "power", "threads": 2}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    rc, out, err = _main(capsys, "serve", str(tmp_path), "--setup-only", "--configfile", str(tmp_path / "p.yaml"))
+    assert rc == 0 and "(durability power)" in out, err
+    rc, out, err = _main(capsys, "serve", str(tmp_path), "--setup-only", "--durability", "process",
+                         "--configfile", str(tmp_path / "p.yaml"))
+    assert rc == 0 and "(durability process)" in out, err
+    rc, out, _ = _main(capsys, "serve", str(tmp_path), "--setup-only")
+    assert rc == 0 and f"(durability {app_mod.DURABILITY_DEFAULT})" in out
+    cfg["crowd"]["app"] = {"durability": "disk"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    rc, _, err = _main(capsys, "serve", str(tmp_path), "--setup-only", "--configfile", str(tmp_path / "bad.yaml"))
+    assert rc == 1 and "crowd.app.durability" in err
+    rc, _, err = _main(capsys, "serve", str(tmp_path), "--threads", "0")
+    assert rc == 1 and "--threads 0" in err
+
+
+def test_checkpointer_moves_answers_into_the_database_file_outside_the_commits(tmp_path):
+    make_crowd(tmp_path, n_tasks=4, n_images=20)
+    store = AppStore.setup(tmp_path, raters=3, raters_per_task=3)
+    store.start_checkpointer(interval=0.05)
+    tasks = store.assignments()["rater01"]
+    assert store.conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # not inside a submission
+
+    def in_db_file() -> int:
+        """answers in app.sqlite alone, without its write-ahead log: what checkpoints copied there
+        (-1: the copy caught a checkpoint half-way)"""
+        copy = tmp_path / "copy.sqlite"
+        copy.write_bytes(store.path.read_bytes())
+        try:
+            with sqlite3.connect(copy) as c:
+                return c.execute("SELECT count(*) FROM answers").fetchone()[0]
+        except sqlite3.DatabaseError:
+            return -1
+        finally:
+            copy.unlink()
+
+    try:
+        time.sleep(0.2)  # the checkpointer copies the setup (tables, no answers) into the file
+        before = in_db_file()
+        for t in tasks:
+            store.submit("rater01", t, 15, {1, 2})
+        deadline = time.monotonic() + 30
+        while in_db_file() != before + 15 * len(tasks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert before == 0 and in_db_file() == 15 * len(tasks)
+    finally:
+        store.stop_checkpointer()
+        store.close()
+
+
+def test_server_loop_does_not_watch_a_running_requests_socket_for_writing():
+    """waitress's main thread polled select() ~300 times per submission while a worker held the output
+    buffer's lock (app._Channel); the connection is watched again once the request is done, or when the
+    worker waits for the buffer to drain."""
+    ch = object.__new__(app_mod._Channel)
+    ch.adj = types.SimpleNamespace(outbuf_high_watermark=1000)
+    ch.will_close = ch.close_when_flushed = False
+    ch.requests, ch.total_outbufs_len = ["running"], 10
+    assert not ch.writable()
+    ch.total_outbufs_len = 1001  # the worker waits for the main thread to drain the buffer
+    assert ch.writable()
+    ch.requests, ch.total_outbufs_len = [], 10  # done: the main thread sends the rest
+    assert ch.writable()
+    ch.requests, ch.close_when_flushed = ["running"], True
+    assert ch.writable()
+
+
+@pytest.mark.parametrize("watermark", [None, 256 * 1024])
+def test_server_sends_a_large_response_whole_to_a_slow_reader(watermark):
+    """6 MiB streamed by a running request to a client with a small receive buffer: the worker's own
+    sends stall, the rest must still arrive (with a small high watermark the worker waits on the main
+    thread to drain the buffer mid-request)."""
+    chunks = [bytes([65 + k]) * (1 << 20) for k in range(6)]
+
+    def wsgi(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(sum(map(len, chunks))))])
+        yield from chunks
+
+    opts = {} if watermark is None else {"outbuf_high_watermark": watermark}
+    server = app_mod.make_server(wsgi, port=0, threads=2, **opts)
+    port = int(server.effective_port)
+    loop = threading.Thread(target=server.run, daemon=True)
+    loop.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        sock.settimeout(20)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = bytearray()
+        while True:
+            data = sock.recv(64 * 1024)
+            if not data:
+                break
+            got += data
+            if len(got) < 1 << 20:
+                time.sleep(0.001)  # slow at first: the socket fills while the request runs
+        sock.close()
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == b"".join(chunks)
+    finally:  # stop the loop from inside it: close every connection, the loop ends when none is left
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        loop.join(10)
+        server.task_dispatcher.shutdown()
+    assert not loop.is_alive()

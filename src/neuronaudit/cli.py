@@ -21,8 +21,10 @@ from pathlib import Path
 import yaml
 
 from neuronaudit.config import ConfigError, load_config
+from neuronaudit.crowd.app import DURABILITY_DEFAULT as SERVE_DURABILITY
+from neuronaudit.crowd.app import THREADS as SERVE_THREADS
 from neuronaudit.crowd.app import serve
-from neuronaudit.crowd.store import AppSetupError, export_ratings
+from neuronaudit.crowd.store import DURABILITY, AppSetupError, export_ratings
 
 
 def find_workflow(start: str | os.PathLike | None = None) -> Path:
@@ -83,9 +85,19 @@ def cmd_serve(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise SystemExit(f"neuronaudit serve: unexpected arguments {extra}")
     raters = args.rater if args.rater else args.raters
+    app_cfg = {"threads": SERVE_THREADS, "durability": SERVE_DURABILITY}
+    if args.configfile:  # the study config's crowd.app, validated with its defaults
+        try:
+            app_cfg = load_config(*args.configfile)["crowd"]["app"]
+        except (ConfigError, OSError) as err:
+            print(f"neuronaudit serve: {err}", file=sys.stderr)
+            return 1
+    threads = args.threads if args.threads is not None else app_cfg["threads"]
+    durability = args.durability if args.durability is not None else app_cfg["durability"]
     try:
         return serve(args.crowd, host=args.host, port=args.port, raters=raters,
-                     raters_per_task=args.raters_per_task, threads=args.threads, run=not args.setup_only)
+                     raters_per_task=args.raters_per_task, threads=threads, durability=durability,
+                     run=not args.setup_only)
     except AppSetupError as err:
         print(f"neuronaudit serve: {err}", file=sys.stderr)
         return 1
@@ -134,7 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--rater", action="append", metavar="NAME", help="a named rater (repeat for each)")
     srv.add_argument("--raters-per-task", type=int, metavar="M",
                      help="raters per task (new store: default 3; at most the number of raters)")
-    srv.add_argument("--threads", type=int, default=8, help="server worker threads (default 8)")
+    srv.add_argument("--threads", type=int, metavar="N",
+                     help=f"server worker threads (default: crowd.app.threads, {SERVE_THREADS})")
+    srv.add_argument("--durability", choices=sorted(DURABILITY),
+                     help=f"process: an acknowledged answer survives kill -9 of the server (or its crash); power: "
+                     f"also an OS crash or power loss, one disk flush per submission (default: "
+                     f"crowd.app.durability, {SERVE_DURABILITY}; docs/crowd_app.md)")
+    srv.add_argument("--configfile", nargs="+", metavar="FILE",
+                     help="study config file(s) whose crowd.app section gives --threads and --durability")
     srv.add_argument("--setup-only", action="store_true", help="create the store, print the links, do not serve")
     srv.set_defaults(func=cmd_serve)
     exp = sub.add_parser("export-ratings", help="write the rating app's answers as a ratings Parquet")

@@ -38,9 +38,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from flask import Flask, abort, jsonify, redirect, render_template, request, send_file, session, url_for
 from waitress import create_server
+from waitress.channel import HTTPChannel
 from werkzeug.exceptions import HTTPException
 
-from neuronaudit.crowd.store import EXPORT_NAME, AppStore
+from neuronaudit.crowd.store import EXPORT_NAME, AppSetupError, AppStore
 
 __all__ = ["create_app", "make_server", "serve", "KEYS"]
 
@@ -48,6 +49,11 @@ log = logging.getLogger(__name__)
 
 #: keyboard shortcut of each image position (1-based): 1-9, 0, then q w e r t
 KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "q", "w", "e", "r", "t")
+#: defaults of ``crowd.app.threads`` / ``--threads`` and ``crowd.app.durability`` / ``--durability``
+#: (the config schema's defaults; a test checks that they agree). 4 threads: on 2 cores, with writes
+#: serialised, more threads add only GIL contention (benchmarks/bench_app.py, docs/crowd_app.md)
+THREADS = 4
+DURABILITY_DEFAULT = "process"
 
 
 def create_app(crowd: str | os.PathLike, store: AppStore | None = None) -> Flask:
@@ -239,26 +245,57 @@ def links(store: AppStore, base: str) -> tuple[dict[str, str], str]:
     return raters, f"{base}/owner/{store.meta()['owner_token']}/"
 
 
-def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8765, threads: int = 8):
-    """A waitress server (not yet running); ``.effective_port`` is the bound port (``port=0``: a free one)."""
-    return create_server(app, host=host, port=port, threads=threads, ident="neuronaudit",
-                         connection_limit=200, channel_timeout=60, clear_untrusted_proxy_headers=True)
+class _Channel(HTTPChannel):
+    """waitress's connection, minus a busy loop of its main thread.
+
+    waitress asks ``select()`` to watch a connection for writing whenever its output buffer holds
+    bytes, even while a worker thread is running that connection's request and holds the buffer's
+    lock (between appending a chunk and sending it). The socket is writable, so ``select()`` returns
+    at once, the main thread fails to take the lock and polls again: measured, 300,000 polls for about
+    1,000 requests, the main thread using two thirds of the server's CPU, and since it holds the GIL in
+    between it starves the very worker it waits for (closed-loop p95 150-670 ms in one run of three, 20 ms in
+    the others). Here a connection whose request is still running is not watched for writing: the
+    worker sends its own output as it writes it (waitress tries to on every write) and the main
+    thread sends what is left once the request is done (``service`` wakes it then), or as soon as the
+    worker waits for the buffer to drain (above ``outbuf_high_watermark``)."""
+
+    def writable(self):
+        if (self.requests and not (self.will_close or self.close_when_flushed)
+                and self.total_outbufs_len <= self.adj.outbuf_high_watermark):
+            return False
+        return super().writable()
+
+
+def make_server(app, host: str = "127.0.0.1", port: int = 8765, threads: int = THREADS, **options):
+    """A waitress server of a WSGI app (not yet running); ``.effective_port`` is the bound port
+    (``port=0``: a free one); ``options``: more of waitress's settings."""
+    options = {"ident": "neuronaudit", "connection_limit": 200, "channel_timeout": 60,
+               "clear_untrusted_proxy_headers": True, **options}
+    server = create_server(app, host=host, port=port, threads=threads, **options)
+    server.channel_class = _Channel  # this server's connections only; waitress itself is untouched
+    return server
 
 
 def serve(crowd: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
-          raters: int | list[str] | None = None, raters_per_task: int | None = None, threads: int = 8,
-          out: TextIO | None = None, run: bool = True) -> int:
+          raters: int | list[str] | None = None, raters_per_task: int | None = None, threads: int = THREADS,
+          durability: str = DURABILITY_DEFAULT, out: TextIO | None = None, run: bool = True) -> int:
     """Set up (or reopen) the store, print the links (to ``out``, default stdout) and serve until
-    interrupted; ``run=False``: set up and print only (nothing is bound)."""
+    interrupted; ``run=False``: set up and print only (nothing is bound). ``durability``: "process"
+    (an acknowledged answer survives kill -9 of the server) or "power" (also an OS crash or power loss);
+    docs/crowd_app.md, "Durability"."""
     out = out if out is not None else sys.stdout
-    store = AppStore.setup(crowd, raters=raters, raters_per_task=raters_per_task)
+    if threads < 1:
+        raise AppSetupError(f"--threads {threads}: need at least one worker thread")
+    store = AppStore.setup(crowd, raters=raters, raters_per_task=raters_per_task, durability=durability)
+    if run:
+        store.start_checkpointer()
     server = make_server(create_app(crowd, store), host=host, port=port, threads=threads) if run else None
     shown = host if ":" not in host else f"[{host}]"
     base = f"http://{shown}:{server.effective_port if server else port}"
     rater_links, owner_link = links(store, base)
     meta = store.meta()
     print(f"neuronaudit rating app: {store.crowd} ({len(store.load_tasks().tasks)} tasks, "
-          f"{meta['raters_per_task']} raters per task), store {store.path}", file=out)
+          f"{meta['raters_per_task']} raters per task), store {store.path} (durability {durability})", file=out)
     for r, link in rater_links.items():
         print(f"rater {r}: {link}", file=out)
     print(f"owner: {owner_link}", file=out)
@@ -276,4 +313,5 @@ def serve(crowd: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765,
         pass
     finally:
         server.close()
+        store.stop_checkpointer()
     return 0

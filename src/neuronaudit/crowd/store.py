@@ -1,8 +1,21 @@
 """The rating app's store: one SQLite file ``CROWD/app.sqlite`` per crowd folder (issue 9, item 4).
 
-SQLite in WAL mode with ``synchronous=FULL``: a submission is one ``BEGIN IMMEDIATE ... COMMIT``
-transaction, and the commit returns only after the write-ahead log is on disk, so an answer whose
-acknowledgement reached the browser survives ``kill -9`` of the server (and a power cut).
+SQLite in WAL mode: a submission is one ``BEGIN IMMEDIATE ... COMMIT`` transaction, and the reply is
+sent only after the commit returned. What a returned commit survives is the store's *durability*
+(:data:`DURABILITY`, ``crowd.app.durability`` / ``neuronaudit serve --durability``):
+
+* ``process`` (default; ``synchronous=NORMAL``): the commit has written the transaction into the
+  write-ahead log (the operating system holds it), so it survives ``kill -9``, a crash or any exit of
+  the server process. An operating-system crash or power loss may lose the last transactions committed
+  before it (never half of one: the store stays consistent), because the log is flushed to the disk
+  only at checkpoints.
+* ``power`` (``synchronous=FULL``): the commit returns after the log was flushed to the disk, so it
+  also survives an operating-system crash or power loss, as far as the disk honours flushes; one flush
+  per submission (0.04-8 ms on the development machine's virtual disk) serialises the writers.
+
+While the app serves, checkpoints (copying the log into the database file, with its flushes) run in
+a background thread (:meth:`AppStore.start_checkpointer`), not inside a rater's submission; it also
+bounds what ``process`` can lose to an OS crash to about the last second of answers.
 
 Tables (the tasks are copied in from ``tasks.parquet`` when the store is created, so the app never
 reads the Parquet again and a changed ``tasks.parquet`` is noticed):
@@ -22,13 +35,15 @@ keeps a rater's answer to an image of a task unique. Assignment: task *i* (in ``
 order) goes to raters ``(i*M + j) mod R`` for ``j < M``: every task gets M different raters and every
 rater ``T*M/R`` tasks, give or take one.
 
-Every connection is per thread (the web server's worker threads each open their own).
+Every connection is per thread and kept for the thread's life (the web server's worker threads each
+open theirs once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -46,7 +61,9 @@ from neuronaudit.aggregation import fleiss_kappa
 from neuronaudit.crowd.ratings import RATINGS_COLUMNS
 
 __all__ = ["AppStore", "AppSetupError", "StudyTasks", "read_tasks", "export_ratings", "DB_NAME",
-           "TASKS_NAME", "EXPORT_NAME", "RATER_NAME", "MAX_IMAGES"]
+           "TASKS_NAME", "EXPORT_NAME", "RATER_NAME", "MAX_IMAGES", "DURABILITY"]
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "app.sqlite"
 TASKS_NAME = "tasks.parquet"
@@ -56,6 +73,8 @@ RATER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 #: an image id that is a plain file name (no folder, no ``..``, no control characters)
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,+=@-]{0,199}$")
 TASK_COLUMNS = ("task", "position", "image_id", "concept", "is_gold", "gold_answer")
+#: durability -> SQLite ``synchronous`` setting (module docstring: what each survives)
+DURABILITY = {"process": "NORMAL", "power": "FULL"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -201,15 +220,22 @@ def assign(task_order: list[str], raters: list[str], per_task: int) -> list[tupl
 
 
 class AppStore:
-    """The app's SQLite store (WAL, synchronous=FULL); one connection per thread."""
+    """The app's SQLite store (WAL; ``durability`` "process" or "power", see the module docstring); one
+    connection per thread."""
 
-    def __init__(self, crowd: str | os.PathLike):
+    def __init__(self, crowd: str | os.PathLike, durability: str = "process"):
+        if durability not in DURABILITY:
+            raise AppSetupError(f"durability {durability!r}: must be one of {sorted(DURABILITY)} "
+                                "(crowd.app.durability, neuronaudit serve --durability)")
         self.crowd = Path(crowd).resolve()
         self.path = self.crowd / DB_NAME
+        self.durability = durability
         self._local = threading.local()
         # one writer at a time inside this process: SQLite's own busy handler sleeps in steps of up to
         # 100 ms when a lock is taken, which made the slowest submissions wait ~1 s under load
         self._write = threading.Lock()
+        self._stop = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     # ---------------------------------------------------------------- connections
     def conn(self) -> sqlite3.Connection:
@@ -217,9 +243,11 @@ class AppStore:
         if c is None:
             c = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
             c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=FULL")
+            c.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
             c.execute("PRAGMA busy_timeout=30000")
             c.execute("PRAGMA foreign_keys=ON")
+            if self._checkpointer is not None:
+                c.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
             self._local.conn = c
         return c
 
@@ -229,16 +257,66 @@ class AppStore:
             c.close()
             self._local.conn = None
 
+    def start_checkpointer(self, interval: float = 1.0) -> None:
+        """Move checkpoints out of the submissions. By default SQLite checkpoints inside the commit that
+        takes the log past 1,000 pages (copying it into the database and flushing: several ms inside one
+        rater's request). Connections opened from now on do not; instead a daemon thread checks every
+        ``interval`` seconds and, if the log changed, checkpoints (PASSIVE: it never blocks a writer).
+        A checkpoint flushes the log first, so with durability "process" an operating-system crash can
+        lose at most the answers of the last ``interval`` seconds (plus the checkpoint's own time). Call
+        before the server's threads open their connections."""
+        if self._checkpointer is not None:
+            return
+        wal = self.path.with_name(self.path.name + "-wal")
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.execute("PRAGMA wal_autocheckpoint=0")
+
+        def stamp() -> tuple[int, int] | None:
+            try:
+                st = wal.stat()
+            except FileNotFoundError:
+                return None
+            return st.st_size, st.st_mtime_ns
+
+        def loop() -> None:
+            own = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=True)
+            own.execute(f"PRAGMA synchronous={DURABILITY[self.durability]}")
+            own.execute("PRAGMA wal_autocheckpoint=0")
+            seen = None
+            try:
+                while not self._stop.wait(interval):
+                    now = stamp()
+                    if now is not None and now != seen:
+                        try:
+                            own.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        except sqlite3.Error as err:  # try again next time; never end the thread
+                            log.warning("%s: checkpoint failed (%s); retrying in %.1f s", self.path, err, interval)
+                            continue
+                        seen = stamp()
+            finally:
+                own.close()
+
+        self._stop.clear()
+        self._checkpointer = threading.Thread(target=loop, name="neuronaudit-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def stop_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            self._stop.set()
+            self._checkpointer.join(10)
+            self._checkpointer = None
+
     # ---------------------------------------------------------------- setup
     @classmethod
     def setup(cls, crowd: str | os.PathLike, raters: int | list[str] | None = None,
-              raters_per_task: int | None = None) -> AppStore:
+              raters_per_task: int | None = None, durability: str = "process") -> AppStore:
         """Create ``CROWD/app.sqlite`` from ``tasks.parquet`` (or reopen it: tokens stay the same).
 
         ``raters``: a number (raters ``rater01``...), a list of names, or None (reuse; 3 for a new store).
         On an existing store a rater option must name the raters it already has (the assignment is fixed
         once made); move app.sqlite away to start a new round."""
-        store = cls(crowd)
+        store = cls(crowd, durability)
         if not store.crowd.is_dir():
             raise AppSetupError(f"{store.crowd}: no such folder; pass the crowd folder results/<study>/crowd")
         tasks = read_tasks(store.crowd)
