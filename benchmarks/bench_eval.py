@@ -11,6 +11,11 @@ pairs; wall and CPU times are both printed because the build machine is shared.
 
     python benchmarks/bench_eval.py            # full scale (~1.3 GB of synthetic inputs)
     python benchmarks/bench_eval.py --quick    # 50,000 x 64 neurons
+    python benchmarks/bench_eval.py --profile  # also: where the library's time goes, stage by stage
+
+Threads: the library's grid and the baseline get the same number (``--threads``, default 2 = the
+cores of the build machine): the grid runs chunks of pairs in a thread pool (its compiled kernels
+release the GIL), the baseline runs pairs in a thread pool (NumPy releases the GIL in its kernels).
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import resource
 import time
 import tracemalloc
 
+import numba
 import numpy as np
 from peers.grid_baseline import baseline_grid
 
+from neuronaudit import sampling as _sampling
 from neuronaudit.sampling import (
     DEFAULT_NS,
     DEFAULT_SAMPLERS,
+    PairDraws,
     sampling_grid,
     summarise_rce,
 )
@@ -47,6 +55,111 @@ def synthetic(n: int, k: int, seed: int = 0):
     return acts, c, guide
 
 
+@numba.njit(nogil=True)
+def _rows_draws(u, scale, rec, guide, flat):  # the engine's draw loop over a pair's rows
+    for row in range(flat.shape[0]):
+        _sampling._k_row_draws(u, row * flat.shape[1], scale, True, rec, guide, 0, flat[row])
+
+
+@numba.njit(nogil=True)
+def _rows_sums(flat, rec, acc, ends, sums, sq, nd, mark):  # the engine's sum loop over a pair's rows
+    for row in range(flat.shape[0]):
+        _sampling._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
+
+
+def profile_is_sampler(acts, c, guide, spec, n_pairs: int = 64, n_seeds: int = 30) -> None:
+    """One IS sampler's share split into its steps (one thread, CPU ms per pair): q (``sampler_q``), the
+    per-input tables (``_k_row_tables``), the draws (``_k_row_draws``) and the sums
+    (``_k_row_sums``), each run on its own over the same pairs."""
+    ns = np.asarray(DEFAULT_NS)
+    nmax, n = int(ns[-1]), acts.shape[0]
+    cols = np.arange(min(n_pairs, acts.shape[1]))
+    a_ch = _sampling._pair_columns(acts, cols, dtype=None)
+    c_ch = _sampling._pair_columns(c, cols, dtype=None)
+    g_ch = _sampling._pair_columns(guide, cols, dtype=None)
+    work = _sampling._Workspace(n)
+    flat = np.empty((n_seeds, nmax), dtype=np.intp)
+    sums, sq = np.empty((n_seeds, len(ns), 4)), np.empty((n_seeds, len(ns), 10))
+    nd = np.empty((n_seeds, len(ns)), dtype=np.int32)
+    gen = np.random.Generator(np.random.PCG64DXSM(0))
+    a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
+    rho, binary = np.empty(1), np.empty(1, dtype=bool)
+    t = {"q (sampler_q, then N q)": 0.0, "tables (records and guide)": 0.0, "draws (guide-table search)": 0.0,
+         "sums (prefix sums, products, distinct)": 0.0}
+    keys = list(t)
+    for rep in range(2):
+        if rep:
+            t.update(dict.fromkeys(t, 0.0))
+        for p in range(len(cols)):
+            _sampling._k_prepare(a_ch[p : p + 1], c_ch[p : p + 1], a_hat, acc, rho, binary)
+            u = gen.random(n_seeds * nmax)
+            t0 = time.process_time()
+            nq = _sampling.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)
+            nq *= n
+            t1 = time.process_time()
+            _sampling._k_row_tables(nq[0], acc.reshape(-1), 0, True, True, work.rec, work.guide, work.wtmp)
+            t2 = time.process_time()
+            _rows_draws(u, _sampling._scale_below(n), work.rec, work.guide, flat)
+            t3 = time.process_time()
+            _rows_sums(flat, work.rec, acc.reshape(-1), ns, sums, sq, nd, work.mark)
+            t4 = time.process_time()
+            for k, dt in zip(keys, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                t[k] += dt
+    total = sum(t.values())
+    print(f"  {spec['name']} split into its steps ({n_seeds} x {nmax} = {n_seeds * nmax:,} draws per pair, N = {n:,}):")
+    for k, v in t.items():
+        print(f"    {k:43s} {v / len(cols) * 1e3:6.3f} ms  ({v / total:5.1%})")
+
+
+def profile_stages(acts, c, guide, n_pairs: int = 64, n_seeds: int = 30) -> None:
+    """Where the grid's time goes: CPU time per pair of each stage of ``sampling._chunk_grid``, run
+    stage by stage on one thread (chunks of 32 pairs, blocks of one pair, as the grid runs them)."""
+    ns = np.asarray(DEFAULT_NS)
+    nmax, n = int(ns[-1]), acts.shape[0]
+    specs = [_sampling._sampler_spec(s) for s in DEFAULT_SAMPLERS]
+    t = dict.fromkeys(["columns (3 matrices, float32)", "standardise, exact rho, moment table", "uniforms",
+                       *(f"{s['name']}: q, tables, draws, sums" for s in specs), "estimates and SE"], 0.0)
+    keys = list(t)
+
+    def timed(key, f, *a, **k):
+        c0 = time.process_time()
+        out = f(*a, **k)
+        t[key] += time.process_time() - c0
+        return out
+
+    work = _sampling._Workspace(n)
+    a_hat, acc = np.empty((1, n)), np.empty((1, n), dtype=np.complex128)
+    for rep in range(2):  # the first pass compiles / loads the kernels
+        if rep:
+            t.update(dict.fromkeys(t, 0.0))
+        for c0 in range(0, n_pairs, 32):
+            cols = np.arange(c0, min(c0 + 32, n_pairs))
+            a_ch = timed(keys[0], _sampling._pair_columns, acts, cols, dtype=None)
+            c_ch = timed(keys[0], _sampling._pair_columns, c, cols, dtype=None)
+            g_ch = timed(keys[0], _sampling._pair_columns, guide, cols, dtype=None)
+            gen = np.random.Generator(np.random.PCG64DXSM(c0))
+            sums = np.empty((len(specs), len(cols) * n_seeds, len(ns), 4))
+            sq = np.empty((len(specs), len(cols) * n_seeds, len(ns), 10))
+            rho, binary = np.empty(len(cols)), np.empty(len(cols), dtype=bool)
+            for p in range(len(cols)):
+                sl, rows = slice(p, p + 1), slice(p * n_seeds, (p + 1) * n_seeds)
+                timed(keys[1], _sampling._k_prepare, a_ch[sl], c_ch[sl], a_hat,
+                      acc.view(np.float64).reshape(1, n, 2), rho[sl], binary[sl])
+                u = timed(keys[2], gen.random, n_seeds * nmax)
+                for i, spec in enumerate(specs):
+                    _, sums[i, rows], sq[i, rows], _ = timed(keys[3 + i], PairDraws.draw_and_sum, spec, a_hat,
+                                                             g_ch[sl], ns, n_seeds, u, acc, None, work=work)
+            for i in range(len(specs)):
+                timed(keys[-1], _sampling.estimates_from_sums, sums[i], sq[i], ns, "unbiased")
+    total = sum(t.values())
+    print(f"\nwhere the time goes (one thread, CPU ms per pair over {n_pairs} pairs; the output frame is not included):")
+    for k, v in t.items():
+        print(f"  {k:45s} {v / n_pairs * 1e3:6.3f} ms  ({v / total:5.1%})")
+    print(f"  {'total':45s} {total / n_pairs * 1e3:6.3f} ms")
+    for spec in specs[1:]:
+        profile_is_sampler(acts, c, guide, spec, n_pairs=n_pairs, n_seeds=n_seeds)
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -62,6 +175,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--chunk-size", type=int, default=32)
     ap.add_argument("--no-memory", action="store_true", help="skip the second (traced) run that measures memory")
+    ap.add_argument("--profile", action="store_true", help="also time the grid's stages one by one (one thread)")
     args = ap.parse_args()
     k = args.neurons or (64 if args.quick else 2048)
     n, seeds = args.inputs, range(args.seeds)
@@ -71,7 +185,10 @@ def main() -> None:
     print(f"activation matrix: {act_mb:.0f} MiB ({acts.dtype}); c_true and c_guide the same size each")
 
     print(f"load average before the grid (shared machine): {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    grid_kw = dict(seeds=seeds, rng=0, n_threads=args.threads, chunk_size=args.chunk_size)
+    n_thr = args.threads or min(2, os.cpu_count() or 1)
+    print(f"threads: library {n_thr} (chunks of {args.chunk_size} pairs in a thread pool), baseline {n_thr} "
+          "(pairs in a thread pool)")
+    grid_kw = dict(seeds=seeds, rng=0, n_threads=n_thr, chunk_size=args.chunk_size)
     # timed run without tracemalloc (tracing every allocation slows the Python-level loop markedly)
     t0, c0 = time.perf_counter(), time.process_time()
     df = sampling_grid(acts, c, guide, **grid_kw)
@@ -86,7 +203,6 @@ def main() -> None:
     # linearly (its cost is the same for every pair: a fixed number of draws and one N-sized table per
     # sampler); alternated with the library's full grid, best of --repeats, same number of threads
     kb = min(args.baseline_pairs, k)
-    n_thr = args.threads or min(2, os.cpu_count() or 1)
     print(f"\ncompetent per-pair baseline (CDF built once per pair and sampler, np.searchsorted draws, prefixes of "
           f"one long draw, vectorised over seeds; {n_thr} threads over pairs) on {kb} pairs, extrapolated x{k / kb:.0f}:")
     walls, cpus = [t_grid], [cpu_grid]
@@ -148,6 +264,9 @@ def main() -> None:
     ratio = traced_peak / 2**20 / act_mb
     verdict = "not measured" if args.no_memory else "ok" if ratio <= 2 else "MISSED" if k == 2048 else "n/a below full scale"
     print(f"  peak traced allocations: {ratio:.2f}x -> {verdict}")
+
+    if args.profile:
+        profile_stages(acts, c, guide, n_pairs=min(64, k), n_seeds=args.seeds)
 
     s = summarise_rce(df, floor=0.05)
     print("\nmean RCE (|rho| >= 0.05) at n = 180:")

@@ -220,6 +220,13 @@ def test_pair_columns_long_and_non_contiguous():
         assert got.dtype == np.float64 and got.shape == (len(cols), 3000)
         np.testing.assert_array_equal(got, x[:, cols].T)
     np.testing.assert_array_equal(_pair_columns(x, [3.0, 4.0], block=100), x[:, [3, 4]].T)
+    # dtype None keeps float32 / float64 (the grid converts a block at a time), makes anything else float64
+    kept = _pair_columns(x, np.array([1, 2]), dtype=None)
+    assert kept.dtype == np.float32 and kept.shape == (2, 3000)
+    np.testing.assert_array_equal(kept, x[:, [1, 2]].T)
+    assert _pair_columns(x.astype(np.float64), np.array([1]), dtype=None).dtype == np.float64
+    ints = _pair_columns((x > 0).astype(np.int8), np.array([0, 3]), dtype=None)
+    assert ints.dtype == np.float64 and np.array_equal(ints, (x[:, [0, 3]].T > 0))
 
 
 def test_engine_pairs_weights_errors():
@@ -477,3 +484,156 @@ def test_estimate_shapes():
     d = PairDraws.from_indices(idx, None, [4, 8], n_inputs=6)
     rh, nv = d.estimate(moment_table(rng.standard_normal((2, 6)), (rng.random((2, 6)) < 0.5) * 1.0), None, "unbiased")
     assert rh.shape == nv.shape == (2, 3, 2) and nv.dtype == bool
+
+
+# ---- the grid's compiled paths (issue 8: speed) ------------------------------------------------------
+def test_prepare_is_standardise_exact_rho_and_moment_table():
+    """_k_prepare (the grid's per-block pass) == standardise_activations, exact_rho and moment_table,
+    float32 and float64 inputs, binary and soft c; undefined rows (constant a or c) get a_hat = 1."""
+    rng = np.random.default_rng(4)
+    n = 1001  # odd: the interleaved partial sums have a remainder
+    a = rng.standard_normal((5, n)) * 3 + 7
+    c = (rng.random((5, n)) < 0.1).astype(float)
+    a[2] = 4.0  # constant activations
+    c[3] = 0.0  # concept never present
+    c[4] = np.clip(c[4] * 0.6 + 0.4 * rng.random(n), 0, 1)  # soft
+    for dt in (np.float64, np.float32):
+        ad, cd = a.astype(dt), c.astype(dt)
+        a_hat = np.empty((5, n))
+        acc = np.empty((5, n), dtype=np.complex128)
+        rho = np.empty(5)
+        binary = np.empty(5, dtype=bool)
+        sampling._k_prepare(ad, cd, a_hat, acc.view(np.float64).reshape(5, n, 2), rho, binary)
+        want_hat = standardise_activations(ad.astype(np.float64).T).T
+        want_rho = exact_rho(want_hat.T, cd.astype(np.float64).T)
+        np.testing.assert_allclose(rho, want_rho, rtol=1e-12, equal_nan=True)
+        assert np.isnan(rho[[2, 3]]).all() and np.isfinite(rho[[0, 1, 4]]).all()
+        ok = [0, 1, 4]
+        np.testing.assert_allclose(a_hat[ok], want_hat[ok], rtol=1e-12, atol=1e-13)
+        np.testing.assert_array_equal(a_hat[[2, 3]], 1.0)
+        np.testing.assert_allclose(acc[ok], moment_table(want_hat[ok], cd[ok].astype(np.float64)), rtol=1e-12, atol=1e-13)
+        np.testing.assert_array_equal(acc[[2, 3]], moment_table(np.ones((2, n)), cd[[2, 3]].astype(np.float64)))
+        assert binary.tolist() == [True, True, True, True, False]
+
+
+def test_is_q_compiled_rows_equal_the_numpy_path(monkeypatch):
+    """mg_is_q / ag_is_q on (pairs, N) rows (the engine's call) take one compiled pass; same q as the
+    NumPy path (axis 0 on the transpose), same errors."""
+    calls = []
+    real = sampling._k_is_q
+    monkeypatch.setattr(sampling, "_k_is_q", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 777))
+    g = rng.random((3, 777))
+    for gamma in (0.0, 0.2, 0.7):
+        for cg in (g, g.astype(np.float32)):
+            got = mg_is_q(a, cg, gamma=gamma, axis=1)
+            want = mg_is_q(a.T.copy(), cg.T.astype(np.float64).copy(), gamma=gamma, axis=0).T
+            np.testing.assert_allclose(got, want, rtol=1e-13)
+        for alpha in (1.0, 2.0, 3.0, 0.5):
+            got = ag_is_q(a, alpha=alpha, gamma=gamma, axis=1)
+            np.testing.assert_allclose(got, ag_is_q(a.T.copy(), alpha=alpha, gamma=gamma, axis=0).T, rtol=1e-13)
+            np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
+    assert len(calls) == 3 * 2 + 3 * 4
+    np.testing.assert_array_equal(mg_is_q(a, g, gamma=1.0, axis=1), 1 / 777)
+    # gamma = 1: uniform q whatever c_hat is, even a concept model that is 0 everywhere
+    np.testing.assert_array_equal(mg_is_q(a, np.zeros_like(g), gamma=1.0, axis=1), 1 / 777)
+    # c_hat = 0 on some inputs is a valid presence probability
+    g0 = g.copy()
+    g0[:, :10] = 0.0
+    q0 = mg_is_q(a, g0, gamma=0.2, axis=1)
+    np.testing.assert_allclose(q0[:, :10], 0.2 / 777, rtol=1e-15)
+    assert len(calls) == 3 * 2 + 3 * 4 + 1
+    bad = g.copy()
+    bad[1, 5] = -0.1
+    with pytest.raises(ValueError, match=_msg("c_hat must be non-negative (a presence probability)")):
+        mg_is_q(a, bad, axis=1)
+    zero = g.copy()
+    zero[2] = 0.0
+    with pytest.raises(ValueError, match=_msg("MG-IS: the unnormalised sampling weights sum to zero (or NaN) for column 2")):
+        mg_is_q(a, zero, gamma=0.1, axis=1)
+    a0 = a.copy()
+    a0[1] = 0.0
+    with pytest.raises(ValueError, match=_msg("AG-IS: the unnormalised sampling weights sum to zero (or NaN) for column 1")):
+        ag_is_q(a0, axis=1)
+
+
+@pytest.mark.parametrize("spec", [{"name": "ag_is", "alpha": 4.0, "gamma": 1e-4}, {"name": "mg_is", "gamma": 0.0}])
+def test_engine_draws_with_many_inputs_per_guide_bucket(spec):
+    """A very uneven q (many CDF steps inside one unit bucket, and the last inputs tiny, so the CDF
+    passes N - 1 before the last input): the draws are still the first i with cumsum(N q)_i > u N'."""
+    rng = np.random.default_rng(9)
+    n = 400
+    a = rng.standard_normal((2, n)) ** 3
+    g = rng.random((2, n)) ** 4 + 1e-9
+    u = np.concatenate([rng.random(2 * 3 * 50 - 4), [0.0, 1 - 2**-53, 0.5, 1 - 1e-12]])
+    d = PairDraws.draw(spec, a, g, np.array([10, 50]), 3, None, u=u)
+    t = u.reshape(2, 3, 50) * sampling._scale_below(n)
+    for j in range(2):
+        nq = d.nq[j]
+        z = np.cumsum(nq)
+        want = np.minimum(np.searchsorted(z, t[j], side="right"), n - 1)
+        np.testing.assert_array_equal(d.idx[j], want)
+        counts = np.bincount(np.floor(z[:-1]).astype(int), minlength=n)
+        assert counts.max() >= 8 and z[-2] >= n - 1  # many steps in one bucket; the guide's scratch slot used
+
+
+def test_is_q_compiled_path_only_for_its_case(monkeypatch):
+    """The compiled q is taken for C-contiguous (pairs, N) float rows (axis 1 or -1) with c_hat of the
+    same shape; a broadcast c_hat row goes the NumPy way (the compiled loop would read past it)."""
+    calls = []
+    real = sampling._k_is_q
+    monkeypatch.setattr(sampling, "_k_is_q", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((3, 50))
+    g = rng.random((3, 50))
+    np.testing.assert_allclose(mg_is_q(a, g, axis=-1), mg_is_q(a.T.copy(), g.T.copy(), axis=0).T, rtol=1e-13)
+    np.testing.assert_allclose(ag_is_q(a, axis=-1), ag_is_q(a.T.copy(), axis=0).T, rtol=1e-13)
+    assert len(calls) == 2
+    row = g[:1]  # one concept-model row for every pair: broadcast
+    want = np.stack([mg_is_q(a[k], row[0]) for k in range(3)])
+    np.testing.assert_allclose(mg_is_q(a, row, axis=1), want, rtol=1e-13)
+    np.testing.assert_allclose(mg_is_q(a, row, axis=-1), want, rtol=1e-13)
+    assert len(calls) == 2
+    # the NumPy path names its sampler too
+    with pytest.raises(ValueError, match=_msg("AG-IS: the unnormalised sampling weights sum to zero (or NaN) for column 0")):
+        ag_is_q(np.zeros((3, 2)), axis=0)
+
+
+def test_grid_undefined_pair_with_a_zero_concept_model():
+    """A pair with undefined rho (a constant neuron) whose concept model is 0 everywhere is still
+    sampled (uniformly) and reported NaN: its q is not built from the all-zero guide."""
+    a, c, g = _toy(n=120, k=3, seed=3)
+    a[:, 1] = 1.5
+    g[:, 1] = 0.0
+    df = sampling_grid(a, c, g, ns=[5, 20], seeds=range(2), rng=1, n_threads=1)
+    bad = df[df["pair"] == 1]
+    assert bad["rho"].isna().all() and bad["rho_hat"].isna().all() and len(bad) == 3 * 2 * 2
+    assert df.loc[df["pair"] != 1, "rho_hat"].notna().all()
+
+
+def test_estimates_from_sums_keeps_leading_shape_and_default_products():
+    rng = np.random.default_rng(5)
+    sums = rng.random((2, 3, 4, 4)) + 0.5  # (pairs, seeds, sizes, terms)
+    sums[..., 3] = sums[..., 2] * 1.5
+    sq = rng.random((2, 3, 4, 10)) + 2.0
+    ns = np.array([3, 10, 40, 90])
+    rh, nv, se = sampling.estimates_from_sums(sums, sq, ns, "self_normalised")
+    assert rh.shape == nv.shape == se.shape == (2, 3, 4)
+    flat = sampling.estimates_from_sums(sums.reshape(6, 4, 4), sq.reshape(6, 4, 10), ns, "self_normalised")
+    for x, y in zip((rh, nv, se), flat, strict=True):
+        np.testing.assert_array_equal(x.reshape(6, 4), y)
+    d = PairDraws.from_indices(rng.integers(0, 5, size=(1, 2, 4)), None, [4], n_inputs=5)
+    assert d.moment_sums(moment_table(np.ones((1, 5)), np.ones((1, 5))), None)[1] is None  # second=False by default
+
+
+def test_grid_float32_inputs_give_the_float64_results():
+    """float32 columns stay float32 until the block's compiled pass, which works in float64: the grid on
+    float32 inputs equals the grid on the same values as float64, soft c included (c^2 in float64)."""
+    a, c, g = _toy(n=150, k=3, seed=8)
+    c[:, 2] = np.clip(c[:, 2] * 0.7 + 0.3 * np.random.default_rng(0).random(150), 0, 1)  # soft
+    a32, c32, g32 = a.astype(np.float32), c.astype(np.float32), g.astype(np.float32)
+    kw = dict(ns=[5, 40], seeds=range(2), rng=4, n_threads=1)
+    got = sampling_grid(a32, c32, g32, **kw)
+    want = sampling_grid(a32.astype(np.float64), c32.astype(np.float64), g32.astype(np.float64), **kw)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-13, atol=0)

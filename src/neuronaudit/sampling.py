@@ -75,6 +75,9 @@ DEFAULT_NS = (25, 50, 100, 180, 200, 400, 800, 1600)
 DEFAULT_SAMPLERS = ({"name": "uniform"}, {"name": "mg_is", "gamma": 0.2}, {"name": "ag_is", "alpha": 2, "gamma": 0.2})
 ESTIMATORS = ("unbiased", "self_normalised")
 _SAMPLER_DEFAULTS = {"uniform": {}, "mg_is": {"gamma": 0.2}, "ag_is": {"alpha": 2.0, "gamma": 0.2}}
+# compiled kernels (numba; see the engine's section below): nogil, so the grid's threads run them in
+# parallel; cached once per machine (into __pycache__), not compiled per process
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 = inf, as in NumPy
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,15 +91,57 @@ def standardise_activations(acts: np.ndarray, axis: int = 0) -> np.ndarray:
     return standardise(acts, axis=axis)[0]
 
 
+def _check_total(total: np.ndarray, what: str) -> None:
+    bad = np.flatnonzero(~(np.asarray(total) > 0))
+    if bad.size:
+        raise ValueError(f"{what}: the unnormalised sampling weights sum to zero (or NaN) for column {bad[0]}")
+
+
 def _mix_with_p(u: np.ndarray, gamma: float, what: str, axis: int) -> np.ndarray:
     """(1 - gamma) u / sum(u) + gamma / N along ``axis``, in place on ``u`` (a float64 array the caller owns)."""
     total = u.sum(axis=axis, keepdims=True)
-    bad = np.flatnonzero(~(np.squeeze(total, axis) > 0))
-    if bad.size:
-        raise ValueError(f"{what}: the unnormalised sampling weights sum to zero (or NaN) for column {bad[0]}")
+    _check_total(np.squeeze(total, axis), what)
     u *= (1.0 - gamma) / total
     u += gamma / u.shape[axis]
     return u
+
+
+def _rows_fast(a: np.ndarray, c: np.ndarray | None, axis: int) -> bool:
+    """The draw engine's case: (pairs, N) rows of float arrays of one shape, q along axis 1."""
+    return (axis in (1, -1) and a.ndim == 2 and a.dtype == np.float64 and a.flags.c_contiguous
+            and (c is None or (c.shape == a.shape and c.dtype in (np.float32, np.float64) and c.flags.c_contiguous)))
+
+
+@numba.njit(**_JIT)
+def _k_is_q(a, c, mg, alpha, gamma, out):  # pragma: no cover - compiled
+    """Row-wise q of MG-IS (mg: u = |a| c) or AG-IS (u = |a|^alpha) into out, as ``_mix_with_p`` computes
+    it: (1 - gamma) u / sum(u) + gamma / N. Returns each row's sum of u and smallest c (checked by the
+    caller; a row whose sum is not positive is left unnormalised)."""
+    k, n = a.shape
+    tot = np.empty(k)
+    cmin = np.full(k, np.inf)
+    for r in range(k):
+        m = np.inf
+        for i in range(n):
+            if mg:
+                ci = np.float64(c[r, i])
+                x = abs(a[r, i] * ci)
+                if ci < m:
+                    m = ci
+            elif alpha == 2.0:
+                x = a[r, i] * a[r, i]
+            else:
+                x = abs(a[r, i]) ** alpha
+            out[r, i] = x
+        t = _k_sum4(out[r])
+        tot[r] = t
+        cmin[r] = m
+        if t > 0:
+            f = (1.0 - gamma) / t
+            add = gamma / n
+            for i in range(n):
+                out[r, i] = out[r, i] * f + add
+    return tot, cmin
 
 
 def _check_gamma(gamma: float) -> None:
@@ -113,7 +158,15 @@ def mg_is_q(a_hat: np.ndarray, c_hat: np.ndarray, gamma: float = 0.2, axis: int 
     """
     _check_gamma(gamma)
     a = np.asarray(a_hat, dtype=np.float64)
-    c = np.asarray(c_hat, dtype=np.float64)
+    c = np.asarray(c_hat)
+    if gamma < 1.0 and _rows_fast(a, c, axis):  # one compiled pass per row (the draw engine's call)
+        out = np.empty(a.shape)
+        tot, cmin = _k_is_q(a, c, True, 2.0, float(gamma), out)
+        if cmin.size and cmin.min() < 0:
+            raise ValueError("c_hat must be non-negative (a presence probability)")
+        _check_total(tot, "MG-IS")
+        return out
+    c = np.asarray(c, dtype=np.float64)
     if c.size and c.min() < 0:
         raise ValueError("c_hat must be non-negative (a presence probability)")
     n = a.shape[axis]
@@ -131,6 +184,10 @@ def ag_is_q(a_hat: np.ndarray, alpha: float = 2.0, gamma: float = 0.2, axis: int
     n = a.shape[axis]
     if gamma == 1.0:
         return np.full(a.shape, 1.0 / n)
+    if _rows_fast(a, None, axis):
+        out = np.empty(a.shape)
+        _check_total(_k_is_q(a, _EMPTY2D, False, float(alpha), float(gamma), out)[0], "AG-IS")
+        return out
     u = np.abs(a)
     u **= float(alpha)
     return _mix_with_p(u, gamma, "AG-IS", axis)
@@ -283,32 +340,51 @@ def relative_corr_error(rho_hat, rho):
 # ----------------------------------------------------------------------------------------------
 # The engine's per-draw work (table look-ups, the search of the CDF, the prefix sums and the distinct
 # counts) is a handful of operations per draw; as NumPy passes it cost ~20 sweeps over the draws and
-# the tables, as compiled loops one. nogil: the grid's thread pool runs them in parallel. cache: compiled
-# once per machine (into __pycache__), not per process.
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}  # x / 0 = inf, as in NumPy
+# the tables, as compiled loops one (``_JIT`` above).
+
+# Indices in the hot loops are unsigned (np.uint64): numba then emits no negative-index wraparound, and
+# the record table is a flat array with a constant stride of 4 (about a third fewer instructions per draw).
+_U = np.uint64
 
 
 @numba.njit(**_JIT)
-def _k_row_tables(nq_row, z, w, guide):  # pragma: no cover - compiled
-    """The tables of one pair's N q (a row summing to N) for inverse-CDF draws: z = cumsum(N q), last
-    entry +inf; w = 1 / (N q), the importance weights; guide[j] = #{i < N - 1 : z[i] < j}.
+def _k_row_tables(nq_row, acc, base, draw, add, rec, guide, wtmp):  # pragma: no cover - compiled
+    """One pair's table of per-input records from its N q (a row summing to N): rec (4 N,) flat, record i
+    at 4 i .. 4 i + 3.
+
+    draw: rec[4 i] = z_i = cumsum(N q)_i (z_{N-1} = +inf) and guide[j] = #{i < N - 1 : z_i < j} for
+    j < N, for inverse-CDF draws (guide has N + 1 entries, the last a scratch slot). add:
+    rec[4 i + 1 ..] = the terms of a draw of input i, (w, w a_hat c, w c) with w = 1 / (N q) the
+    importance weight (computed first into wtmp (N,), a vectorised pass), from acc (2 kb N,) =
+    (a_hat c, c) of input i at 2 (base + i). One record holds all that a draw reads: the sums read the
+    cache line the search has just touched.
 
     z_i < j  <=>  floor(z_i) + 1 <= j, and floor(z_i) + 1 is non-decreasing in i (q >= 0), so recording
     the last i + 1 of each bucket and taking the running maximum counts it without data-dependent
-    branches.
+    branches (buckets beyond N - 1 go to the scratch slot).
     """
     n = nq_row.shape[0]
-    for i in range(n):  # vectorised by the compiler
-        w[i] = 1.0 / nq_row[i]
-    guide[:] = 0
-    acc = 0.0
-    for i in range(n - 1):
-        acc += nq_row[i]
-        z[i] = acc
-        b = int(acc) + 1
-        if b < n:
-            guide[b] = i + 1
-    z[n - 1] = np.inf
+    if add:
+        for i in range(n):  # vectorised by the compiler
+            wtmp[i] = 1.0 / nq_row[i]
+    if draw:
+        guide[:] = 0
+    z = 0.0
+    for i in range(n):  # one pass writes each record whole
+        k = _U(4 * i)
+        if add:
+            a = _U(2 * (base + i))
+            wi = wtmp[i]
+            rec[k + _U(1)] = wi
+            rec[k + _U(2)] = wi * acc[a]
+            rec[k + _U(3)] = wi * acc[a + _U(1)]
+        if draw and i < n - 1:
+            z += nq_row[i]
+            rec[k] = z
+            guide[_U(min(int(z) + 1, n))] = i + 1
+    if not draw:
+        return
+    rec[_U(4 * (n - 1))] = np.inf
     c = 0
     for j in range(n):
         c = max(c, guide[j])
@@ -316,7 +392,93 @@ def _k_row_tables(nq_row, z, w, guide):  # pragma: no cover - compiled
 
 
 @numba.njit(**_JIT)
-def _k_engine(mode, nq, u, scale, n_seeds, acc, cc, ends, second, flat, sums, sq, nd, z, w, guide, mark):  # pragma: no cover
+def _k_row_draws(u, d0, scale, weighted, rec, guide, base, out):  # pragma: no cover - compiled
+    """One row's draws into ``out`` (pair * N + input): the first i with z_i = rec[4 i] > x = u N' (a
+    guide-table inverse CDF: guide[floor(x)] is the first candidate, one branch-free step covers most
+    draws and a short loop the rest), or floor(x) for uniform q."""
+    ub = _U(base)
+    ud = _U(d0)
+    if weighted:
+        for t in range(out.shape[0]):
+            x = u[ud + _U(t)] * scale
+            pos = _U(guide[_U(int(x))])
+            pos += _U(rec[_U(4) * pos] <= x)
+            while rec[_U(4) * pos] <= x:
+                pos += _U(1)
+            out[t] = ub + pos
+    else:
+        for t in range(out.shape[0]):
+            out[t] = ub + _U(u[ud + _U(t)] * scale)
+
+
+@numba.njit(**_JIT)
+def _k_row_sums(fl, base, weighted, rec, acc, cc, second, ends, s_out, q_out, nd_out, mark):  # pragma: no cover
+    """One row's prefix sums (see ``_k_engine``) over the draws ``fl``: the terms from the records
+    (weighted) or from acc (uniform q, w = 1), c^2 from cc (soft c). ``mark`` (N,) uint8 all zero on
+    entry and on exit (the row's inputs are marked while counting distinct inputs, then cleared)."""
+    soft = cc.shape[0] > 0
+    ub = _U(base)
+    s0 = s1 = s2 = s3 = 0.0
+    q00 = q01 = q02 = q03 = q11 = q12 = q13 = q22 = q23 = q33 = 0.0
+    cnt = 0
+    b = 0
+    t3 = 0.0
+    for t in range(fl.shape[0]):
+        f = _U(fl[t])
+        pos = f - ub
+        if weighted:
+            k = _U(4) * pos
+            wi = rec[k + _U(1)]
+            t1 = rec[k + _U(2)]
+            t2 = rec[k + _U(3)]
+        else:
+            wi = 1.0
+            t1 = acc[_U(2) * f]
+            t2 = acc[_U(2) * f + _U(1)]
+        s0 += wi
+        s1 += t1
+        s2 += t2
+        if second:
+            q00 += wi * wi
+            q01 += wi * t1
+            q02 += wi * t2
+            q11 += t1 * t1
+            q12 += t1 * t2
+            q22 += t2 * t2
+        if soft:
+            t3 = wi * cc[f]
+            s3 += t3
+            if second:
+                q03 += wi * t3
+                q13 += t1 * t3
+                q23 += t2 * t3
+                q33 += t3 * t3
+        cnt += 1 - np.intp(mark[pos])  # branch-free: duplicates are frequent under IS
+        mark[pos] = 1
+        if t + 1 == ends[b]:
+            s_out[b, 0] = s0
+            s_out[b, 1] = s1
+            s_out[b, 2] = s2
+            s_out[b, 3] = s3 if soft else s2  # binary c: c^2 = c
+            if second:
+                q_out[b, 0] = q00
+                q_out[b, 1] = q01
+                q_out[b, 2] = q02
+                q_out[b, 3] = q03 if soft else q02
+                q_out[b, 4] = q11
+                q_out[b, 5] = q12
+                q_out[b, 6] = q13 if soft else q12
+                q_out[b, 7] = q22
+                q_out[b, 8] = q23 if soft else q22
+                q_out[b, 9] = q33 if soft else q22
+            nd_out[b] = cnt
+            b += 1
+    for t in range(fl.shape[0]):
+        mark[_U(fl[t]) - ub] = 0
+
+
+@numba.njit(**_JIT)
+def _k_engine(mode, nq, u, scale, n_seeds, acc, cc, ends, second, flat, sums, sq, nd, rec, guide, mark, wtmp):  # pragma: no cover
     """The draw engine's one loop over the draws of a block of pairs (rows = pair * S + seed).
 
     mode 0: draw (write ``flat``); 1: draw and sum; 2: sum the draws given in ``flat``.
@@ -324,95 +486,29 @@ def _k_engine(mode, nq, u, scale, n_seeds, acc, cc, ends, second, flat, sums, sq
     seed, draw) order (modes 0, 1); a draw is the first i with z_i > u N' (``_k_row_tables``; for uniform
     q, floor(u N')), N' = ``scale``. flat (rows, nmax) receives / holds pair * N + input.
     Sums (modes 1, 2), over the first ends[b] draws of each row: ``sums`` (rows, n_seg, 4) of the terms
-    t = (w, w a_hat c, w c, w c^2), w = p / q = 1 / (N q) (1 for uniform q), from acc (kb * N, 2) =
-    (a_hat c, c) per input and cc (kb * N,) = c^2 (empty: binary c, c^2 = c); ``sq`` (rows, n_seg, 10)
+    t = (w, w a_hat c, w c, w c^2), w = p / q = 1 / (N q) (1 for uniform q), from acc (2 kb N,) =
+    (a_hat c, c) per input and cc (kb N,) = c^2 (empty: binary c, c^2 = c); ``sq`` (rows, n_seg, 10)
     if ``second``: the sums of t_k t_l, k <= l, in the order 00 01 02 03 11 12 13 22 23 33; ``nd``
-    (rows, n_seg): the distinct inputs among the draws (a stamp per input marks the rows that saw it).
-    z, w (N,), guide (N,) int32, mark (N,) int32: scratch, reused across calls (fresh buffers of this
-    size cost page faults on every call).
+    (rows, n_seg): the distinct inputs among the draws (a mark per input, set while the row is summed
+    and cleared after it). rec (4 N,), guide (N + 1,) int32, mark (N,) uint8, wtmp (N,): scratch, reused across calls
+    (fresh buffers of this size cost page faults on every call). Each row is drawn, then summed while
+    its draws and the records they hit are in cache.
     """
     n = nq.shape[1]
-    nmax = flat.shape[1]
     kb = flat.shape[0] // n_seeds
     weighted = nq.shape[0] > 0
-    soft = cc.shape[0] > 0
     draw = mode != 2
     add = mode != 0
-    mark[:] = -1
+    mark[:] = 0
     for r in range(kb):
         base = r * n
         if weighted:
-            if draw:
-                _k_row_tables(nq[r], z, w, guide)
-            else:
-                for i in range(n):
-                    w[i] = 1.0 / nq[r, i]
+            _k_row_tables(nq[r], acc, base, draw, add, rec, guide, wtmp)
         for row in range(r * n_seeds, (r + 1) * n_seeds):
-            if draw:  # the row's draws first, then its sums: the search's hard-to-predict branches
-                d0 = row * nmax  # stall nothing else (measured 2x faster than one fused loop)
-                if weighted:
-                    for t in range(nmax):
-                        x = u[d0 + t] * scale
-                        pos = guide[int(x)]
-                        pos += np.intp(z[pos] <= x)  # two branch-free steps cover most draws
-                        pos += np.intp(z[pos] <= x)
-                        while z[pos] <= x:
-                            pos += 1
-                        flat[row, t] = base + pos
-                else:
-                    for t in range(nmax):
-                        flat[row, t] = base + int(u[d0 + t] * scale)
-            if not add:
-                continue
-            s0 = s1 = s2 = s3 = 0.0
-            q00 = q01 = q02 = q03 = q11 = q12 = q13 = q22 = q23 = q33 = 0.0
-            cnt = 0
-            b = 0
-            for t in range(nmax):
-                f = flat[row, t]
-                pos = f - base
-                wi = w[pos] if weighted else 1.0
-                t1 = wi * acc[f, 0]
-                t2 = wi * acc[f, 1]
-                s0 += wi
-                s1 += t1
-                s2 += t2
-                if second:
-                    q00 += wi * wi
-                    q01 += wi * t1
-                    q02 += wi * t2
-                    q11 += t1 * t1
-                    q12 += t1 * t2
-                    q22 += t2 * t2
-                if soft:
-                    t3 = wi * cc[f]
-                    s3 += t3
-                    if second:
-                        q03 += wi * t3
-                        q13 += t1 * t3
-                        q23 += t2 * t3
-                        q33 += t3 * t3
-                if mark[pos] != row:
-                    mark[pos] = row
-                    cnt += 1
-                if t + 1 == ends[b]:
-                    sums[row, b, 0] = s0
-                    sums[row, b, 1] = s1
-                    sums[row, b, 2] = s2
-                    sums[row, b, 3] = s3 if soft else s2  # binary c: c^2 = c
-                    if second:
-                        sq[row, b, 0] = q00
-                        sq[row, b, 1] = q01
-                        sq[row, b, 2] = q02
-                        sq[row, b, 3] = q03 if soft else q02
-                        sq[row, b, 4] = q11
-                        sq[row, b, 5] = q12
-                        sq[row, b, 6] = q13 if soft else q12
-                        sq[row, b, 7] = q22
-                        sq[row, b, 8] = q23 if soft else q22
-                        sq[row, b, 9] = q33 if soft else q22
-                    nd[row, b] = cnt
-                    b += 1
+            if draw:
+                _k_row_draws(u, row * flat.shape[1], scale, weighted, rec, guide, base, flat[row])
+            if add:
+                _k_row_sums(flat[row], base, weighted, rec, acc, cc, second, ends, sums[row], sq[row], nd[row], mark)
 
 
 @numba.njit(**_JIT)
@@ -454,21 +550,73 @@ def _distinct_prefix_counts(idx: np.ndarray, ns: np.ndarray) -> np.ndarray:
     return out
 
 
-def _standardise_and_rho(a: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise ``standardise_activations`` and ``exact_rho`` (pairs along rows) in fewer passes.
+@numba.njit(**_JIT)
+def _k_sum4(x):  # pragma: no cover - compiled
+    """sum(x) with four interleaved partial sums (a single running sum is one long chain of dependent
+    additions, four times slower; the rounding is as good)."""
+    n = x.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    m = n - n % 4
+    for i in range(0, m, 4):
+        s0 += x[i]
+        s1 += x[i + 1]
+        s2 += x[i + 2]
+        s3 += x[i + 3]
+    for i in range(m, n):
+        s0 += x[i]
+    return (s0 + s1) + (s2 + s3)
 
-    a is overwritten with a_hat (it must be a float64 array owned by the caller).
+
+@numba.njit(**_JIT)
+def _k_prepare(a, c, a_hat, acc, rho, binary):  # pragma: no cover - compiled
+    """The exact score and the moment table of a block of pairs, in a few passes over each row while it
+    is in cache (the first converts it to float64). a, c: (kb, N), any float dtype. a_hat (kb, N) float64 receives the population
+    standardisation (a - mean) / std (``standardise_activations``), rho (kb,) ``exact_rho`` (NaN for a
+    constant a or c), acc (kb, N, 2) = (a_hat c, c) (``moment_table``), binary (kb,) = all c in {0, 1}.
+    A row with undefined rho gets a_hat = 1, so that its draws are made (uniformly, with the others)
+    and reported NaN.
     """
-    n = a.shape[1]
-    mean = a.mean(axis=1)
-    a -= mean[:, None]
-    std = np.sqrt(np.einsum("ij,ij->i", a, a) / n)
-    a /= np.where(std > 0, std, np.nan)[:, None]  # constant rows: NaN (dividing by NaN raises no warning)
-    m_ac = np.einsum("ij,ij->i", a, c) / n
-    m_c = c.mean(axis=1)
-    var = np.einsum("ij,ij->i", c, c) / n - m_c**2
-    rho = np.where(var > 1e-15, m_ac / np.sqrt(np.maximum(var, 1e-300)), np.nan)
-    return a, rho
+    kb, n = a.shape
+    for r in range(kb):
+        for i in range(n):
+            a_hat[r, i] = a[r, i]
+        mean = _k_sum4(a_hat[r]) / n
+        for i in range(n):
+            a_hat[r, i] -= mean
+        ss0 = ss1 = 0.0
+        m = n - n % 2
+        for i in range(0, m, 2):
+            ss0 += a_hat[r, i] * a_hat[r, i]
+            ss1 += a_hat[r, i + 1] * a_hat[r, i + 1]
+        if m < n:
+            ss0 += a_hat[r, n - 1] * a_hat[r, n - 1]
+        std = np.sqrt((ss0 + ss1) / n)
+        inv = 1.0 / std if std > 0 else np.nan
+        ac0 = ac1 = c0 = c1 = cc0 = cc1 = 0.0
+        is_bin = True
+        for i in range(n):
+            x = a_hat[r, i] * inv
+            ci = np.float64(c[r, i])
+            a_hat[r, i] = x
+            acc[r, i, 0] = x * ci
+            acc[r, i, 1] = ci
+            is_bin &= (ci == 0.0) | (ci == 1.0)
+            if i % 2 == 0:
+                ac0 += x * ci
+                c0 += ci
+                cc0 += ci * ci
+            else:
+                ac1 += x * ci
+                c1 += ci
+                cc1 += ci * ci
+        m_c = (c0 + c1) / n
+        var = (cc0 + cc1) / n - m_c * m_c
+        rho[r] = (ac0 + ac1) / n / np.sqrt(max(var, 1e-300)) if var > 1e-15 else np.nan
+        binary[r] = is_bin
+        if not np.isfinite(rho[r]):
+            for i in range(n):
+                a_hat[r, i] = 1.0
+                acc[r, i, 0] = np.float64(c[r, i])
 
 
 def moment_table(a_hat: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -482,15 +630,16 @@ def moment_table(a_hat: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 class _Workspace:
     """Scratch buffers of the draw engine for N inputs, reused across calls by one thread: the scaled
-    CDF z, the weights w, the guide table, the distinct-input stamps and a buffer for the draws."""
+    records (CDF z and the terms of a draw), the guide table, the distinct-input marks and a buffer for the draws."""
 
     def __init__(self, n_inputs: int):
         self.n_inputs = int(n_inputs)
-        self.z = np.empty(self.n_inputs)
-        self.w = np.empty(self.n_inputs)
-        self.guide = np.empty(self.n_inputs, dtype=np.int32)
-        self.mark = np.empty(self.n_inputs, dtype=np.int32)
+        self.rec = np.empty(4 * self.n_inputs)
+        self.wtmp = np.empty(self.n_inputs)
+        self.guide = np.empty(self.n_inputs + 1, dtype=np.int32)
+        self.mark = np.zeros(self.n_inputs, dtype=np.uint8)
         self._flat = np.empty(0, dtype=np.intp)
+
 
     def flat_buffer(self, rows: int, nmax: int) -> np.ndarray:
         if self._flat.size < rows * nmax:
@@ -633,11 +782,11 @@ class PairDraws:
             sums = np.zeros((rows, n_seg, 4))
             sq = np.zeros((rows, n_seg, 10))  # written only if second, returned only then
             nd = np.zeros((rows, n_seg), dtype=np.int32)
-            acc2 = np.ascontiguousarray(acc, dtype=np.complex128).reshape(-1).view(np.float64).reshape(-1, 2)
+            acc2 = np.ascontiguousarray(acc, dtype=np.complex128).reshape(-1).view(np.float64)
             cc1 = _EMPTY if cc is None else np.ascontiguousarray(cc, dtype=np.float64).reshape(-1)
         else:
             sums, sq, nd = _EMPTY3, _EMPTY3, _EMPTY2I
-            acc2, cc1 = _EMPTY2, _EMPTY
+            acc2, cc1 = _EMPTY, _EMPTY
         nq = np.empty((0, n)) if self.nq is None else np.ascontiguousarray(self.nq, dtype=np.float64)
         # the compiled loop does not check bounds: check the shapes (and given draws) it relies on
         size = self.n_pairs * n
@@ -645,14 +794,14 @@ class PairDraws:
             raise ValueError(f"draws of shape {self.flat.shape}; expected ({self.n_pairs * self.n_seeds}, {self.ns[-1]})")
         if nq.shape[0] not in (0, self.n_pairs) or nq.shape[1] != n:
             raise ValueError(f"nq has shape {nq.shape}; expected ({self.n_pairs}, {n})")
-        if mode and (acc2.shape[0] != size or cc1.shape[0] not in (0, size)):
-            raise ValueError(f"tables of {acc2.shape[0]} (and {cc1.shape[0]}) entries for {self.n_pairs} pairs x {n} inputs")
+        if mode and (acc2.shape[0] != 2 * size or cc1.shape[0] not in (0, size)):
+            raise ValueError(f"tables of {acc2.shape[0] // 2} (and {cc1.shape[0]}) entries for {self.n_pairs} pairs x {n} inputs")
         if mode == 2 and self.flat.size and not (self.flat.min() >= 0 and self.flat.max() < size):
             raise ValueError(f"draws must lie in [0, {size}); got {self.flat.min()} .. {self.flat.max()}")
         if rows and self.flat.shape[1]:
             work = work if work is not None and work.n_inputs == n else _Workspace(n)
             _k_engine(mode, nq, u, _scale_below(n), self.n_seeds, acc2, cc1, self.ns, bool(second), self.flat,
-                      sums, sq, nd, work.z, work.w, work.guide, work.mark)
+                      sums, sq, nd, work.rec, work.guide, work.mark, work.wtmp)
         return (sums, sq if second else None, nd) if mode else None
 
     @classmethod
@@ -779,11 +928,12 @@ class PairDraws:
 
 
 _EMPTY = np.empty(0)
-_EMPTY2 = np.empty((0, 2))
+_EMPTY2D = np.empty((0, 0))
 _EMPTY3 = np.empty((0, 0, 0))
 _EMPTY2I = np.empty((0, 0), dtype=np.int32)
 Z95 = 1.959963984540054  # the standard normal's 0.975 quantile: 95% intervals
 _SQ_INDEX = np.array([[0, 1, 2, 3], [1, 4, 5, 6], [2, 5, 7, 8], [3, 6, 8, 9]])  # (k, l) -> packed k <= l
+_SQ_INDEX_NB = _SQ_INDEX.astype(np.int64)
 
 
 def estimates_from_sums(
@@ -802,33 +952,70 @@ def estimates_from_sums(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    n = np.asarray(ns, dtype=np.float64)
-    den = n if estimator == "unbiased" else sums[..., 0]
-    rh, nv = _rho_and_no_variation(sums[..., 1] / den, sums[..., 2] / den, sums[..., 3] / den)
-    if sq is None:
-        return rh, nv, None
-    m = sums / n[:, None]
-    sn = estimator == "self_normalised"
-    big = m[..., 1:] / m[..., :1] if sn else m[..., 1:]
-    m1, m2, m3 = big[..., 0], big[..., 1], big[..., 2]
-    v = m3 - m2 * m2
-    v = np.where(v > 0, v, np.nan)
-    sv = v * np.sqrt(v)
-    g = np.empty(m.shape)
-    g[..., 1] = 1.0 / np.sqrt(v)
-    g[..., 2] = m1 * m2 / sv
-    g[..., 3] = -0.5 * m1 / sv
-    if sn:
-        g[..., 0] = -(g[..., 1] * m1 + g[..., 2] * m2 + g[..., 3] * m3) / m[..., 0]
-        g[..., 1:] /= m[..., :1]
-    else:
-        g[..., 0] = 0.0
-    cov = sq[..., _SQ_INDEX] - sums[..., :, None] * sums[..., None, :] / n[:, None, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.einsum("...k,...kl,...l->...", g, cov, g) / (n - 1.0)
-    se = np.sqrt(np.maximum(var, 0.0) / n)
-    se = np.where((n >= 2) & ~nv, se, np.nan)
-    return rh, nv, se
+    sums = np.asarray(sums, dtype=np.float64)
+    shape = sums.shape[:-1]
+    n_seg = shape[-1] if shape else 0
+    s2 = np.ascontiguousarray(sums).reshape(-1, n_seg, 4)
+    q2 = _EMPTY3 if sq is None else np.ascontiguousarray(sq, dtype=np.float64).reshape(-1, n_seg, 10)
+    rh = np.empty(s2.shape[:2])
+    nv = np.empty(s2.shape[:2], dtype=np.bool_)
+    se = np.empty(s2.shape[:2])
+    _k_estimates(s2, q2, np.asarray(ns, dtype=np.float64).reshape(n_seg), estimator == "self_normalised",
+                 sq is not None, rh, nv, se)
+    return rh.reshape(shape), nv.reshape(shape), None if sq is None else se.reshape(shape)
+
+
+@numba.njit(**_JIT)
+def _k_estimates(sums, sq, ns, sn, second, rh, nv, se):  # pragma: no cover - compiled
+    """The loop of ``estimates_from_sums`` over (row, segment); sums (R, n_seg, 4), sq (R, n_seg, 10)."""
+    for r in range(sums.shape[0]):
+        for b in range(sums.shape[1]):
+            n = ns[b]
+            s = sums[r, b]
+            den = s[0] if sn else n
+            m_ac = s[1] / den
+            m_c = s[2] / den
+            var = s[3] / den - m_c * m_c
+            if var > 0:
+                rh[r, b] = m_ac / np.sqrt(var)
+                nv[r, b] = False
+            else:  # no variation in c: rho_hat = 0, flagged (NaN moments stay NaN, unflagged)
+                nv[r, b] = not np.isnan(m_ac)
+                rh[r, b] = 0.0 if nv[r, b] else np.nan
+            if not second:
+                continue
+            m0 = s[0] / n
+            k = m0 if sn else 1.0
+            m1 = s[1] / n / k
+            m2 = s[2] / n / k
+            m3 = s[3] / n / k
+            v = m3 - m2 * m2
+            if not v > 0:
+                v = np.nan
+            sv = v * np.sqrt(v)
+            g1 = 1.0 / np.sqrt(v)
+            g2 = m1 * m2 / sv
+            g3 = -0.5 * m1 / sv
+            g0 = 0.0
+            if sn:
+                g0 = -(g1 * m1 + g2 * m2 + g3 * m3) / m0
+                g1 /= m0
+                g2 /= m0
+                g3 /= m0
+            g = (g0, g1, g2, g3)
+            q = sq[r, b]
+            tot = 0.0
+            for i in range(4):
+                row = 0.0
+                for j in range(4):
+                    kk = _SQ_INDEX_NB[i, j]
+                    row += (q[kk] - s[i] * s[j] / n) * g[j]
+                tot += g[i] * row
+            var_se = tot / (n - 1.0)
+            if n < 2 or nv[r, b] or np.isnan(var_se):
+                se[r, b] = np.nan
+            else:
+                se[r, b] = np.sqrt(max(var_se, 0.0) / n)
 
 
 _BLOCK_DRAWS = 50_000
@@ -851,24 +1038,18 @@ def _chunk_grid(
     seed_seq: np.random.SeedSequence,
     pair_offset: int,
 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-    """One chunk of pairs: a_chunk, c_chunk, g_chunk are (kc, N) (pairs along rows).
+    """One chunk of pairs: a_chunk, c_chunk, g_chunk are (kc, N) (pairs along rows; float32 stays float32).
 
-    One generator (from seed_seq) is consumed block by block of pairs; a block's uniforms are shared by
-    every sampler (common random numbers: each sampler's draws are i.i.d. from its own q, and samplers
-    are compared on the same randomness). Each sampler's draws (``PairDraws.draw``) give the moment
-    sums (``PairDraws.moment_sums``), turned into rho_hat, no_variation and the standard error for the
-    whole chunk at once (``estimates_from_sums``).
+    Block by block of pairs (one pair at the paper scale), from the columns to the sums while the
+    block is in cache: ``_k_prepare`` (a_hat, exact rho, the moment table), then for each sampler its q
+    (``sampler_q``), tables, draws and sums (``PairDraws.draw_and_sum``). One generator (from seed_seq)
+    is consumed block by block; a block's uniforms are shared by every sampler (common random numbers:
+    each sampler's draws are i.i.d. from its own q, and samplers are compared on the same randomness).
+    The sums become rho_hat, no_variation and the standard error for the whole chunk at once
+    (``estimates_from_sums``).
     Returns rho (kc,) and, per sampler, rho_hat, no_variation, n_distinct and se, each (kc, S, n_seg).
     """
-    kc = a_chunk.shape[0]
-    c = c_chunk  # float64 (from _pair_columns)
-    a_hat, rho = _standardise_and_rho(a_chunk, c)
-    valid = np.isfinite(rho)
-    if not valid.all():  # undefined pairs are sampled uniformly and reported NaN
-        a_hat[~valid] = 1.0
-        if g_chunk is not None:
-            g_chunk = np.where(valid[:, None], g_chunk, 1.0)
-    binary = bool(np.all((c == 0) | (c == 1)))
+    kc, n = a_chunk.shape
     n_seg = len(ns)
     nmax = int(ns[-1])
     bp = _block_pairs(n_seeds, nmax)
@@ -877,21 +1058,32 @@ def _chunk_grid(
     sums = np.empty((n_samp, kc * n_seeds, n_seg, 4))
     sq = np.empty((n_samp, kc * n_seeds, n_seg, 10))
     nd = np.empty((n_samp, kc * n_seeds, n_seg), dtype=np.int32)
+    rho = np.empty(kc)
+    binary = np.empty(kc, dtype=np.bool_)
     gen = np.random.Generator(np.random.PCG64DXSM(seed_seq))
-    work = _Workspace(a_hat.shape[1])
+    work = _Workspace(n)
+    a_hat_buf = np.empty((bp, n))
+    acc_buf = np.empty((bp, n), dtype=np.complex128)
     for b0 in range(0, kc, bp):
-        # block by block: the block's tables are built right before the samplers use them (in cache),
-        # and its uniforms are shared by the samplers (common random numbers)
+        # block by block, from the columns to the sums while the block's rows are in cache: standardise,
+        # exact rho, the moment table, then each sampler's tables, draws and sums; the block's uniforms
+        # are shared by the samplers (common random numbers)
         sl = slice(b0, min(b0 + bp, kc))
+        kb = sl.stop - sl.start
         rows = slice(sl.start * n_seeds, sl.stop * n_seeds)
-        acc = moment_table(a_hat[sl], c[sl])
-        cc = None if binary else c[sl] * c[sl]
-        u = gen.random((sl.stop - sl.start) * n_seeds * nmax)
+        a_hat, acc = a_hat_buf[:kb], acc_buf[:kb]
+        _k_prepare(a_chunk[sl], c_chunk[sl], a_hat, acc.view(np.float64).reshape(kb, n, 2), rho[sl], binary[sl])
+        g = None if g_chunk is None else g_chunk[sl]
+        if g is not None and not np.isfinite(rho[sl]).all():  # undefined pairs are sampled uniformly
+            g = np.where(np.isfinite(rho[sl])[:, None], g, 1.0)
+        cc = None if binary[sl].all() else np.square(c_chunk[sl], dtype=np.float64)
+        u = gen.random(kb * n_seeds * nmax)
         for i, spec in enumerate(specs):
             _, sums[i, rows], sq[i, rows], nd[i, rows] = PairDraws.draw_and_sum(
-                spec, a_hat[sl], None if g_chunk is None else g_chunk[sl], ns, n_seeds, u, acc, cc,
+                spec, a_hat, g, ns, n_seeds, u, acc, cc,
                 pairs=np.arange(pair_offset + sl.start, pair_offset + sl.stop), work=work,
             )
+    valid = np.isfinite(rho)
     rho_hats, no_vars, n_distincts, ses = [], [], [], []
     for i in range(n_samp):
         rh_all, nv_all, se_all = (x.reshape(shape) for x in estimates_from_sums(sums[i], sq[i], ns, estimator))
@@ -905,8 +1097,10 @@ def _chunk_grid(
     return rho, rho_hats, no_vars, n_distincts, ses
 
 
-def _pair_columns(x: np.ndarray, cols: np.ndarray, block: int = 1024) -> np.ndarray:
-    """x[:, cols] as a (len(cols), N) float64 array (pairs along rows).
+def _pair_columns(x: np.ndarray, cols: np.ndarray, block: int = 1024, dtype=np.float64) -> np.ndarray:
+    """x[:, cols] as a (len(cols), N) array of ``dtype`` (pairs along rows); dtype None keeps a float32
+    or float64 x as it is (half the memory traffic for float32 inputs; the grid converts a block of
+    pairs at a time, while it is in cache) and makes anything else float64.
 
     The columns are read in blocks of ``block`` rows (a slice view when cols is a contiguous range),
     each block copied contiguously and then transposed into the float64 output while it is in cache;
@@ -919,7 +1113,9 @@ def _pair_columns(x: np.ndarray, cols: np.ndarray, block: int = 1024) -> np.ndar
     else:
         sub = x[:, cols]
     n = sub.shape[0]
-    out = np.empty((len(cols), n), dtype=np.float64)
+    if dtype is None:
+        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+    out = np.empty((len(cols), n), dtype=dtype)
     for i in range(0, n, block):
         out[:, i : i + block] = np.ascontiguousarray(sub[i : i + block]).T
     return out
@@ -1000,9 +1196,9 @@ def sampling_grid(
 
     def work(i: int):
         sl = slice(starts[i], starts[i] + chunk_size)
-        a_chunk = _pair_columns(acts, neuron_index[sl])
-        c_chunk = _pair_columns(c_true, concept_index[sl])
-        g_chunk = None if c_guide is None else _pair_columns(c_guide, concept_index[sl])
+        a_chunk = _pair_columns(acts, neuron_index[sl], dtype=None)
+        c_chunk = _pair_columns(c_true, concept_index[sl], dtype=None)
+        g_chunk = None if c_guide is None else _pair_columns(c_guide, concept_index[sl], dtype=None)
         return _chunk_grid(a_chunk, c_chunk, g_chunk, specs, ns_arr, n_seeds, estimator, chunk_seqs[i], starts[i])
 
     n_threads = n_threads or min(2, os.cpu_count() or 1)
