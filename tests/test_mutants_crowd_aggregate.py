@@ -742,7 +742,9 @@ def test_summary_presence_table_and_final_log_line(small, caplog):
                        "repeat_answers_disagreeing", "items", "gold_items", "items_rated", "planned_raters",
                        "items_fewer_raters_than_planned", "items_without_prior", "eta", "eta_source", "eta_n", "eta_raw",
                        "eta_note", "explanations", "explanations_partly_rated", "explanations_without_estimate",
-                       "unrated_draws", "coverage", "coverage_true_presence", "level", "estimator"]
+                       "unrated_draws", "estimates_clipped", "coverage", "coverage_true_presence", "level",
+                       "estimator"]
+    assert s["estimates_clipped"] == {m: 0 for m in agg.AGGREGATIONS}
     assert (s["ratings_read"], s["ratings_kept"], s["items"], s["gold_items"]) == (len(f["ratings"]), len(f["ratings"]), n_items, gold)
     assert s["items_rated"] == len(per_item) and s["eta_raw"] == 0.1 and s["level"] == 0.9
     assert list(s["coverage"]) == list(agg.AGGREGATIONS) and list(s["coverage_true_presence"]) == list(agg.AGGREGATIONS)

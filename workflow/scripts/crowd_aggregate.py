@@ -1,7 +1,7 @@
 """Rule crowd_aggregate: ratings -> soft presence -> each explanation's estimated score with its interval
 (neuronaudit.crowd.aggregate; docs/evaluation.md "Scores from real ratings")."""
 
-from neuronaudit.crowd.aggregate import aggregate_crowd
+from neuronaudit.crowd.aggregate import DEFAULT_AGGREGATIONS, aggregate_crowd
 from neuronaudit.crowd.ratings import read_store
 from neuronaudit.io import provenance, read_table, write_table
 from neuronaudit.logs import setup_job_log, timed
@@ -17,7 +17,7 @@ with timed(log, "crowd aggregation"):
         read_table(i.design),
         read_table(i.item_table),
         read_store(i.ratings),
-        methods=agg.get("methods") or ("majority", "bragg_uniform", "bragg_model", "bragg_per_input"),
+        methods=agg.get("methods") or DEFAULT_AGGREGATIONS,
         beta=float(agg.get("beta", 0.05)),
         eta=agg.get("eta"),
         level=float(agg.get("level", 0.95)),

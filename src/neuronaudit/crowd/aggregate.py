@@ -23,9 +23,12 @@ Steps (:func:`aggregate_crowd` runs them all):
    (:func:`soft_presence`): ``majority`` (ties 0.5), ``bragg_uniform`` (prior beta), ``bragg_model``
    (prior = the item's guide probability, clipped to [1e-3, 1 - 1e-3]; a missing prior falls back to
    beta and is counted), ``bragg_per_input`` (per-input error model Beta(0.75, 2.5) with the model
-   prior, the paper's per-input variant of its best aggregation); optionally ``bragg_debiased`` (the
-   model-prior posterior corrected for rating noise, :func:`soft_presence`; not in the paper). Unrated
-   items have no presence (NaN).
+   prior, the paper's per-input variant of its best aggregation); and ``bragg_debiased`` (the model-prior
+   posterior corrected for rating noise so that its expectation given the truth is the truth,
+   :func:`soft_presence`; not in the paper). :func:`aggregate_crowd` defaults to the paper's four; the
+   pipeline's default (:data:`DEFAULT_AGGREGATIONS`) puts ``bragg_debiased`` first as the headline
+   (:data:`HEADLINE_AGGREGATION`), the only one whose interval covers the exact score under noisy raters
+   (docs/crowd.md section 6). Unrated items have no presence (NaN).
    Gold items enter no estimate of eta by EM; they serve the gold eta and the rater report.
 4. **The explanation's soft presence at each draw** (:func:`explanation_presence`): every explanation
    is a sum of components weight x formula (simple: 1 x c; linear: w_j x c_j plus the bias;
@@ -40,7 +43,9 @@ Steps (:func:`aggregate_crowd` runs them all):
    (explanations x n) array; explanations with the same number of rated draws are estimated together,
    so the loop runs over the few distinct sample sizes. Unrated draws are left out and counted
    (``n_unrated``); an explanation with no rated draw gets NaN and is recorded in the exclusions;
-   degenerate samples (no variation in the soft presence) are flagged as ``crowd.interval`` does.
+   degenerate samples (no variation in the soft presence) are flagged as ``crowd.interval`` does. An
+   estimate outside [-1, 1] (estimated variance of s near 0) is set to the nearest bound and counted
+   (``estimates_clipped``); the interval, clipped the same way by ``rho_interval``, still contains it.
    With ``truth`` (simulated studies) the same draws scored with the true presence give
    ``rho_hat_truth``: the estimate perfect raters would have given, which separates rating noise from
    sampling noise.
@@ -86,6 +91,8 @@ __all__ = [
     "EXTRA_AGGREGATIONS",
     "ALL_AGGREGATIONS",
     "AGGREGATION_LABELS",
+    "HEADLINE_AGGREGATION",
+    "DEFAULT_AGGREGATIONS",
     "ETA_FALLBACK",
     "ESTIMATE_COLUMNS",
     "PRESENCE_COLUMNS",
@@ -107,10 +114,18 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: the paper's aggregations (SPEC sec. 4); the default of :func:`aggregate_crowd`
 AGGREGATIONS = ("majority", "bragg_uniform", "bragg_model", "bragg_per_input")
-#: aggregations beyond the paper's, on request (``crowd.aggregate.methods``)
+#: aggregations beyond the paper's
 EXTRA_AGGREGATIONS = ("bragg_debiased",)
 ALL_AGGREGATIONS = AGGREGATIONS + EXTRA_AGGREGATIONS
+#: the aggregation whose estimate and interval the crowd path reports first (tables, figure): the only one
+#: whose interval covers the exact score at the nominal rate under rating noise (docs/crowd.md, "Which
+#: aggregation is the default")
+HEADLINE_AGGREGATION = "bragg_debiased"
+#: the pipeline's default ``crowd.aggregate.methods``: the headline first, the paper's plug-in aggregations
+#: as reported alternatives
+DEFAULT_AGGREGATIONS = (HEADLINE_AGGREGATION, *AGGREGATIONS)
 AGGREGATION_LABELS = {
     "majority": "Majority vote",
     "bragg_uniform": "BRAgg (uniform prior)",
@@ -736,6 +751,15 @@ def aggregate_crowd(
                            cc_s=cc_pack[:, rows, :k], level=level)
         for f in fields:
             fields[f][:, rows] = getattr(res, f)
+    # a correlation lies in [-1, 1]: an estimate outside it (the ratio's estimated Var(s) near 0, e.g. a
+    # debiased sample with few positives) is projected onto [-1, 1], which can only bring it closer to the
+    # true score; rho_interval clips the interval the same way, so the interval still contains it
+    with np.errstate(invalid="ignore"):
+        n_clipped = (np.abs(fields["rho_hat"]) > 1.0).sum(axis=1)
+    fields["rho_hat"] = np.clip(fields["rho_hat"], -1.0, 1.0)
+    if n_clipped[: len(methods)].any():
+        log.warning("estimates outside [-1, 1] set to the nearest bound: %s",
+                    {m: int(n_clipped[k]) for k, m in enumerate(methods) if n_clipped[k]})
     none = np.flatnonzero(n_used == 0)
     if none.size:
         no_design = none[n_draws[none] == 0]
@@ -840,6 +864,7 @@ def aggregate_crowd(
         "explanations_partly_rated": partial,
         "explanations_without_estimate": int(none.size),
         "unrated_draws": int((n_draws - n_used).sum()),
+        "estimates_clipped": {m: int(n_clipped[k]) for k, m in enumerate(methods)},
         "coverage": {m: (float(g["covers_exact"][cover_known].astype(bool).mean()) if cover_known[g.index].any()
                          else None) for m, g in estimates.groupby("aggregation", sort=False)},
         "coverage_true_presence": (
@@ -870,16 +895,25 @@ def synthetic_crowd(
     methods: Sequence[str] = ("method_a", "method_b"),
     prevalence: tuple[float, float] = (0.05, 0.3),
     signal: tuple[float, float] = (0.3, 2.0),
+    error_concentration: float | None = None,
+    spammer_fraction: float = 0.0,
+    guide_strength: float = 2.0,
 ) -> dict[str, pd.DataFrame]:
     """The crowd files of a simulated study whose exact rho is known (docs/schemas.md schemas).
 
     A population of ``n_inputs`` images; explanation e is a simple explanation "concept<e>" with
     binary truth c_e ~ Bernoulli(prevalence_e), its neuron's activation a = s_e c_e + N(0, 1),
-    standardised over the population, and a guide sigmoid(2 (2c - 1) + N(0, 1)); n MG-IS draws (gamma)
+    standardised over the population, and a guide sigmoid(g (2c - 1) + N(0, 1)) with g = ``guide_strength``
+    (2: an informative guide; 0.5: a nearly flat one, like the default study's ConSE prior); n MG-IS draws (gamma)
     per explanation; every distinct drawn (image, concept) is an item rated by ``raters_per_input``
     distinct raters of a pool of ``pool`` with uniform error ``eta``. ``n_gold`` extra items of known
     answer (random images and concepts) are rated the same way. Returns explanations, design, items,
     ratings, truth (frames).
+
+    Heterogeneous raters (as ``crowd_simulate``'s MTurk workers): with ``error_concentration`` = k each
+    rater of the pool has an error rate ~ Beta(k eta, k (1 - eta)) (mean eta), and a ``spammer_fraction``
+    of the pool answers at random (error 0.5). Both come from a second generator seeded ``[seed, 1]``, so
+    that the default (every rater errs with eta, no spammer) replays the same stream as before.
     """
     rng = np.random.default_rng(seed)
     e_n, big_n = int(n_explanations), int(n_inputs)
@@ -889,7 +923,7 @@ def synthetic_crowd(
     c[:, 1] = False
     a = rng.uniform(*signal, size=(e_n, 1)) * c + rng.standard_normal((e_n, big_n))
     a_hat = (a - a.mean(axis=1, keepdims=True)) / a.std(axis=1, keepdims=True)
-    guide = 1.0 / (1.0 + np.exp(-(2.0 * (2.0 * c - 1.0) + rng.standard_normal(c.shape))))
+    guide = 1.0 / (1.0 + np.exp(-(float(guide_strength) * (2.0 * c - 1.0) + rng.standard_normal(c.shape))))
     q = np.abs(a_hat) * guide
     q *= (1.0 - gamma) / q.sum(axis=1, keepdims=True)
     q += gamma / big_n
@@ -935,7 +969,14 @@ def synthetic_crowd(
     n_items = len(items)
     base = rng.integers(0, pool, n_items)
     rater = (base[:, None] + np.arange(m)[None, :]) % pool  # m distinct raters per item
-    flips = rng.random((n_items, m)) < eta
+    err = np.full(int(pool), float(eta))
+    if error_concentration is not None or spammer_fraction > 0:
+        rng_r = np.random.default_rng([seed, 1])
+        if error_concentration is not None:
+            k = float(error_concentration)
+            err = rng_r.beta(k * eta, k * (1.0 - eta), size=int(pool))
+        err = np.where(rng_r.random(int(pool)) < float(spammer_fraction), 0.5, err)
+    flips = rng.random((n_items, m)) < err[rater]
     r = (truth[:, None] ^ flips).astype(np.int8)
     item_rep = np.repeat(np.arange(n_items), m)
     ratings = pd.DataFrame({

@@ -36,7 +36,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from neuronaudit.aggregation import fleiss_kappa, standard_error, two_sample_ttest  # noqa: E402
-from neuronaudit.crowd.aggregate import AGGREGATION_LABELS, AGGREGATIONS, dedupe_ratings, item_index  # noqa: E402
+from neuronaudit.crowd.aggregate import (  # noqa: E402
+    AGGREGATION_LABELS,
+    DEFAULT_AGGREGATIONS,
+    HEADLINE_AGGREGATION,
+    dedupe_ratings,
+    item_index,
+)
 from neuronaudit.report.tables import mean_pm_sem  # noqa: E402
 
 __all__ = [
@@ -63,7 +69,7 @@ def _order(values: Sequence) -> list:
 
 def _aggregations(estimates: pd.DataFrame) -> list[str]:
     present = set(estimates["aggregation"])
-    return [a for a in AGGREGATIONS if a in present] + sorted(present - set(AGGREGATIONS))
+    return [a for a in DEFAULT_AGGREGATIONS if a in present] + sorted(present - set(DEFAULT_AGGREGATIONS))
 
 
 def _check(estimates: pd.DataFrame, cols: Sequence[str] = _SCORE_COLUMNS) -> None:
@@ -307,7 +313,7 @@ def estimates_figure(estimates: pd.DataFrame, aggregation: str | None = None) ->
     _check(estimates, (*_SCORE_COLUMNS, "lo", "hi"))
     aggs = _aggregations(estimates)
     if aggregation is None:
-        aggregation = "bragg_model" if "bragg_model" in aggs else (aggs[0] if aggs else "")
+        aggregation = next((a for a in (HEADLINE_AGGREGATION, "bragg_model") if a in aggs), aggs[0] if aggs else "")
     df = estimates[estimates["aggregation"] == aggregation].copy()
     exact = df["exact_rho"].to_numpy(dtype=float)
     ref = np.where(np.isfinite(exact), exact, df["automated_rho"].to_numpy(dtype=float))
