@@ -35,6 +35,60 @@ def test_soft_wpmi_optimised_path_is_bit_identical_to_definition():
         assert np.array_equal(got, want), kw
 
 
+def test_soft_wpmi_log_table_and_direct_logs_are_bit_identical():
+    """The memo table of logarithms, the entries outside it (softmax values above table_size / 2^24, above
+    1/2, or NaN) and a mixture of both give the peer's bits."""
+    rng = np.random.default_rng(4)
+    n, c = 260, 300
+    sim = (0.2 + 0.05 * rng.standard_normal((n, c))).astype(np.float32)
+    sim[:40, 7] += 1.0  # softmax > 1/2 there: s - 1 leaves [-1, -1/2]
+    sim[40:120, 11:14] += 0.4  # around 0.1: above the widest table
+    acts = rng.standard_normal((n, 9)).astype(np.float32)
+    acts[:40, 0] += 3  # neuron 0's top images are those with s > 1/2
+    soft = torch.softmax(10 * torch.from_numpy(sim), dim=1).numpy()
+    assert (soft > 0.5).any() and ((soft * 2**24 >= 65535) & (soft <= 0.5)).any()
+    want = _soft_wpmi_definition(sim, acts, top_k=50)
+    for kw in ({}, {"table_size": 0}, {"table_size": 1}, {"table_size": 9000, "concept_chunk": 128},
+               {"n_threads": 1, "neuron_chunk": 4}):
+        got = soft_wpmi(sim, acts, top_k=50, **kw)
+        assert np.array_equal(got, want), kw
+    sim_nan = sim.copy()
+    sim_nan[3, 5] = np.nan  # a NaN similarity spoils its image's row, in the peer as here
+    want_nan = _soft_wpmi_definition(sim_nan, acts, top_k=50)
+    assert np.array_equal(soft_wpmi(sim_nan, acts, top_k=50), want_nan, equal_nan=True)
+
+
+def test_table_index_names_the_float32_value_of_s_minus_1():
+    """``_table_index`` maps s to j with fl(s - 1) = -1 + j 2^-24 exactly (ties, tiny and subnormal s
+    included), and to 65535 (flagged) outside [0, lim) or for s > 1/2 and NaN; the table entry T[i, j] is
+    the peer's log((1 + p_i fl(s - 1)) + eps)."""
+    from neuronaudit.explainers.clip_dissect import _kernel, _log_table, _rank_probabilities
+
+    ulp = 2.0**-24
+    s = np.array([0.0, 1e-45, 2.0**-26, 2.0**-25, 3 * 2.0**-25, 5 * 2.0**-25, 1e-4, 2.5e-4 + 0.5 * ulp,
+                  0.00390625, 0.25, 0.5, 0.5000001, 0.9, 1.0, np.nan], dtype=np.float32)
+    block = np.tile(s, (2, 1))
+    block[1, :-1] = np.float32(1e-3)  # the second row is all in the table
+    block[1, -1] = np.float32(2e-3)
+    idx, over = np.empty(block.shape, dtype=np.uint16), np.empty(2, dtype=np.bool_)
+    j_max = _kernel("table_index")(block, np.float32(65535), idx, over)
+    x = (s - np.float32(1)).astype(np.float64)  # the peer's float32 s - 1, exactly
+    exact = (x + 1.0) / ulp
+    inside = (s <= 0.5) & (exact < 65535)
+    assert np.array_equal(idx[0][inside], exact[inside].astype(np.uint16))
+    assert np.all(idx[0][~inside] == 65535) and over[0] and not over[1]
+    assert j_max == max(int(exact[inside].max()), int(idx[1].max()))
+    assert np.all(np.float32(-1 + idx[0][inside].astype(np.float64) * ulp) == s[inside] - np.float32(1))
+    over_narrow = np.empty(2, dtype=np.bool_)
+    _kernel("table_index")(block, np.float32(100), idx, over_narrow)
+    assert np.all(idx[1] == 65535) and over_narrow[1]  # 1e-3 * 2^24 = 16777 >= 100
+    p = _rank_probabilities(10, 0.998, 0.97)
+    table = _log_table(p, 20000, 1e-7)
+    j = np.array([0, 1, 838, 16777, 19999])
+    v = torch.from_numpy((-1 + j * ulp).astype(np.float32))
+    assert torch.equal(torch.from_numpy(table[:, j]), torch.log((1 + p[:, None] * v[None, :]) + 1e-7))
+
+
 def _easy(n=2000, c=30, k=4, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c))
