@@ -124,8 +124,36 @@ def presence_file(cm, vocabulary):
 GENERATED = [m for m, e in EXPLAIN["methods"].items() if e["method"] != "import"]
 # LINE methods are made by their own rules (line.smk: sharded, resumable), not by the explain rule
 LINE_METHODS = [m for m, e in EXPLAIN["methods"].items() if e["method"] == "line"]
-EXPLAIN_RULE_METHODS = [m for m in GENERATED if m not in LINE_METHODS]
 IMPORTED = [m for m, e in EXPLAIN["methods"].items() if e["method"] == "import"]
+
+
+# Sharding (docs/explain_stage.md "Sharding"): a per-neuron method (its explainer's per_neuron, in the
+# registry) with more than one shard is explained by explain_shard jobs, shard i-of-n taking every
+# n-th tile of 256 neurons (stage.TILE_NEURONS), and put back together by explain_gather into the same file.
+# n is the method's own `shards:`, else explain.shards, which --set-scatter explain=N overrides.
+scattergather:
+    explain=EXPLAIN["shards"],
+
+
+def method_shards(method):
+    """Jobs per layer of a generated method (1: the method stays in the layer's explain job)."""
+    from neuronaudit.explainers.registry import EXPLAINERS
+
+    entry = EXPLAIN["methods"][method]
+    if entry.get("shards") is not None:
+        return int(entry["shards"])
+    if method in LINE_METHODS or not EXPLAINERS[entry["method"]].per_neuron:
+        return 1
+    return len(gather.explain("{scatteritem}"))
+
+
+# method -> shards, for the methods explained by explain_shard / explain_gather
+SHARDED_METHODS = {
+    m: method_shards(m) for m in GENERATED if m not in LINE_METHODS and method_shards(m) > 1
+}
+EXPLAIN_RULE_METHODS = [
+    m for m in GENERATED if m not in LINE_METHODS and m not in SHARDED_METHODS
+]
 
 
 def _concept_model_sources(methods):
@@ -164,25 +192,54 @@ def similarity_settings(wildcards):
     }
 
 
-def explain_inputs(wildcards):
+def _layer_job_methods():
+    """The generated methods whose presence the layer's explain job reads (the sharded ones' is read
+    by their own shard jobs)."""
+    return [m for m in GENERATED if m not in SHARDED_METHODS]
+
+
+def _explain_entry(method):
+    """The entry a method is run with: `shards` only says how many jobs run it, not what they compute."""
+    return canon({k: v for k, v in EXPLAIN["methods"][method].items() if k != "shards"})
+
+
+def explain_inputs(wildcards, methods=None):
     """The layer's activations, and per concept-model source its presence (or split similarity) file."""
     inputs = {
         "manifest": f"{RESULTS}/manifest.parquet",
         "labels": f"{RESULTS}/labels.parquet",
         "activations": f"{RESULTS}/activations/{wildcards.model}/{wildcards.layer}.parquet",
     }
-    for cm, vocab in _concept_model_sources(GENERATED):
+    for cm, vocab in _concept_model_sources(methods or _layer_job_methods()):
         inputs[f"presence_{cm}_{vocab}"] = concept_matrix_file(cm, vocab)
     return inputs
 
 
-def explain_params(wildcards):
-    sources = _concept_model_sources(GENERATED)
+def explain_params(wildcards, methods=None):
+    sources = _concept_model_sources(methods or _layer_job_methods())
     return {
-        "methods": {m: canon(EXPLAIN["methods"][m]) for m in EXPLAIN_RULE_METHODS},
+        "methods": {m: _explain_entry(m) for m in methods or EXPLAIN_RULE_METHODS},
         "module": model_spec(wildcards.model)["layers"][wildcards.layer],
         "presence": {f"{cm}/{v}": concept_matrix_file(cm, v) for cm, v in sources},
     }
+
+
+def explain_shard_inputs(wildcards):
+    """One shard of one method: the layer's activations and that method's presence file only."""
+    return explain_inputs(wildcards, [wildcards.method])
+
+
+def explain_shard_params(wildcards):
+    return explain_params(wildcards, [wildcards.method])
+
+
+def explain_shard_files(wildcards):
+    """The n shard files explain_gather puts together (n: method_shards)."""
+    n = SHARDED_METHODS[wildcards.method]
+    return [
+        f"{RESULTS}/explain_shards/{wildcards.model}/{wildcards.layer}/{wildcards.method}/shard_{i}-of-{n}.parquet"
+        for i in range(1, n + 1)
+    ]
 
 
 def score_inputs(wildcards):

@@ -32,31 +32,83 @@ rule explain_similarity:
 
 
 # One job per layer: the activations and the label / concept-model matrices are read once and shared
-# by the methods (per-job start-up costs more than most methods on the default study).
-rule explain:
+# by the methods (per-job start-up costs more than most methods on the default study). Sharded methods
+# (explain.shards, a method's shards:) are left to explain_shard / explain_gather below; when every
+# generated method is sharded or LINE, there is no explain job.
+if EXPLAIN_RULE_METHODS:
+
+    rule explain:
+        input:
+            unpack(explain_inputs),
+        output:
+            [
+                f"{RESULTS}/explanations/{{model}}/{{layer}}/{m}.parquet"
+                for m in EXPLAIN_RULE_METHODS
+            ],
+        log:
+            f"logs/{STUDY}/explain/{{model}}/{{layer}}.log",
+        benchmark:
+            f"benchmarks/{STUDY}/explain/{{model}}/{{layer}}.tsv"
+        conda:
+            "../../envs/neuronaudit.yaml"
+        threads: workflow.cores
+        resources:
+            mem_mb=mem_mb(),
+        params:
+            explain=explain_params,
+            split=EXPLAIN["split"],
+            device=device(),
+            code=script_code("explain.py"),
+        script:
+            "../scripts/explain.py"
+
+
+# Sharded methods (docs/explain_stage.md "Sharding"): shard i-of-n explains every n-th tile of 256 neurons of the
+# layer (scattergather `explain`: explain.shards jobs, --set-scatter explain=N; a method's own shards:
+# wins), explain_gather writes the same file an unsharded run does. Resumable: each shard is a file,
+# so a rerun after a kill or a lost shard runs only the missing shards and the gather.
+rule explain_shard:
     input:
-        unpack(explain_inputs),
+        unpack(explain_shard_inputs),
     output:
-        [
-            f"{RESULTS}/explanations/{{model}}/{{layer}}/{m}.parquet"
-            for m in EXPLAIN_RULE_METHODS
-        ],
+        f"{RESULTS}/explain_shards/{{model}}/{{layer}}/{{method}}/shard_{{scatteritem}}.parquet",
     log:
-        f"logs/{STUDY}/explain/{{model}}/{{layer}}.log",
+        f"logs/{STUDY}/explain_shard/{{model}}/{{layer}}/{{method}}/{{scatteritem}}.log",
     benchmark:
-        f"benchmarks/{STUDY}/explain/{{model}}/{{layer}}.tsv"
+        f"benchmarks/{STUDY}/explain_shard/{{model}}/{{layer}}/{{method}}/{{scatteritem}}.tsv"
+    wildcard_constraints:
+        method="|".join(SHARDED_METHODS) or "(?!)",
     conda:
         "../../envs/neuronaudit.yaml"
     threads: workflow.cores
     resources:
         mem_mb=mem_mb(),
     params:
-        explain=explain_params,
+        explain=explain_shard_params,
         split=EXPLAIN["split"],
         device=device(),
-        code=script_code("explain.py"),
+        code=script_code("explain_shard.py"),
     script:
-        "../scripts/explain.py"
+        "../scripts/explain_shard.py"
+
+
+rule explain_gather:
+    input:
+        explain_shard_files,
+    output:
+        f"{RESULTS}/explanations/{{model}}/{{layer}}/{{method}}.parquet",
+    log:
+        f"logs/{STUDY}/explain_gather/{{model}}/{{layer}}/{{method}}.log",
+    benchmark:
+        f"benchmarks/{STUDY}/explain_gather/{{model}}/{{layer}}/{{method}}.tsv"
+    wildcard_constraints:
+        method="|".join(SHARDED_METHODS) or "(?!)",
+    conda:
+        "../../envs/neuronaudit.yaml"
+    params:
+        code=script_code("explain_gather.py"),
+    script:
+        "../scripts/explain_gather.py"
 
 
 rule import_explanations:

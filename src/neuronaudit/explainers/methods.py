@@ -64,6 +64,7 @@ class LinearExplanations(Explainer):
 
     name = "le"
     inputs = frozenset({"activations", "labels", "concept_model"})
+    per_neuron = True  # the preselection and the greedy search are separate problems per neuron
     params = _defaults(linear_explanations, ("max_length", "tolerance", "width", "glm_lambda", "glm_alpha",
                                              "glm_iters", "filter_concepts", "seed"))
 
@@ -103,6 +104,7 @@ class BestSingleConcept(Explainer):
 
     name = "le_l1"
     inputs = frozenset({"activations", "labels", "concept_model"})
+    per_neuron = True
 
     def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
         return best_single_concept_table(inputs.presence, inputs.activations, list(inputs.concepts),
@@ -115,6 +117,7 @@ class Invert(Explainer):
 
     name = "invert"
     inputs = frozenset({"activations", "labels"})
+    per_neuron = True
     params = _defaults(invert, ("length", "beam_size", "min_fraction", "max_fraction"))
 
     def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
@@ -128,6 +131,7 @@ class TopClass(Explainer):
 
     name = "top_class"
     inputs = frozenset({"activations", "classes"})
+    per_neuron = True
     params = _defaults(top_activating_class, ("top_k", "mode"))
 
     def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
@@ -170,6 +174,9 @@ class Line(Explainer):
 
     def check(self, where: str, entry: Mapping[str, Any]) -> None:
         line_settings.check_entry(where, where.rsplit(".", 1)[-1], entry)
+        if entry.get("shards") not in (None, 1):
+            raise ValueError(f"{where}.shards: LINE's jobs are sharded by line.shards (--set-scatter line=N), "
+                             "not per method entry; remove shards here")
 
     def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
         raise ValueError(f"{inputs.method}: LINE needs held-out images and a concept model besides the probing "

@@ -22,6 +22,9 @@ Inputs (:class:`ExplainInputs`; the stage builds only what ``inputs`` names, onc
 
 ``labels``, ``concept_model`` and ``similarity`` all arrive as ``inputs.presence`` / ``inputs.concepts``:
 which one the config's ``presence:`` key selects must be one the explainer lists.
+
+``per_neuron = True`` declares that a method explains every neuron on its own: the stage may then run it
+on every n-th neuron of a layer in n jobs (``explain.shards``) and concatenate the rows.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ class Explainer(ABC):
     inputs: ClassVar[frozenset[str]]
     #: keyword parameters the config's ``params:`` may set, with their defaults
     params: ClassVar[Mapping[str, Any]] = {}
+    #: each neuron's explanation depends on that neuron's activations only (not on the other neurons
+    #: of the call), so the explain stage may split a layer's neurons over shard jobs (``explain.shards``,
+    #: ``explain_shard`` / ``explain_gather``; docs/explain_stage.md "Sharding") and gather them back.
+    #: False for methods that compare a neuron with the others (CLIP-Dissect's SoftWPMI).
+    per_neuron: ClassVar[bool] = False
 
     @abstractmethod
     def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:

@@ -31,6 +31,14 @@ Output: the normalised explanation table (``explanations.TABLE_COLUMNS``) writte
 :func:`neuronaudit.io.write_table`; its provenance metadata holds the method entry, model, layer,
 split, number of probing images, and ``runtime`` = {seconds (the method itself), seconds_inputs
 (building its presence / label matrix; 0 when shared), seconds_total, n_neurons, device} (Tables 8-9).
+
+Sharding (rules ``explain_shard`` / ``explain_gather``, docs/explain_stage.md): a method whose explainer
+declares ``per_neuron`` may be split over n jobs per layer. Shard i-of-n (``explain_layer(shard=(i, n))``)
+explains every n-th tile of :data:`TILE_NEURONS` consecutive kept neurons of the layer, starting with the
+i-th (as LINE's shards take every n-th neuron), after the same NaN policy as an unsharded run, which runs
+the same tiles one after the other; :func:`gather_shards` checks that the n files belong together and
+cover every kept neuron once, and writes the rows sorted by neuron, the exclusions once and
+``runtime`` summed over the shards (``shards`` = {n, seconds per shard}).
 """
 
 from __future__ import annotations
@@ -67,11 +75,18 @@ from neuronaudit.io import provenance, read_meta, write_table
 
 log = logging.getLogger(__name__)
 
+#: per-neuron methods are run on tiles of this many consecutive neurons (explain_layer); a shard job
+#: takes whole tiles, so a layer splits into at most ceil(neurons / TILE_NEURONS) non-empty shards
+TILE_NEURONS = 256
+
 __all__ = [
     "LABEL",
     "check_method",
     "generate",
+    "TILE_NEURONS",
     "explain_layer",
+    "gather_shards",
+    "parse_shard",
     "runtime_table",
 ]
 
@@ -87,6 +102,14 @@ def check_method(name: str, entry: Mapping[str, Any], concept_models: Mapping | 
     check_params(cls, entry.get("params"), where)
     explainer = cls()
     explainer.check(where, entry)
+    shards = entry.get("shards")
+    if shards is not None:
+        if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+            raise ValueError(f"{where}.shards = {shards!r}: give a whole number >= 1 (jobs per layer)")
+        if shards > 1 and not cls.per_neuron:
+            sharded = [n for n, c in EXPLAINERS.items() if c.per_neuron]
+            raise ValueError(f"{where}.shards = {shards}: {kind} does not explain each neuron on its own, so its "
+                             f"layer cannot be split; shardable methods: {sharded}. Remove shards or set it to 1")
     sources = cls.presence_sources()
     if not sources:  # reads no presence (an import)
         return
@@ -209,6 +232,8 @@ def explain_layer(
     device: str = "cpu",
     meta: Mapping[str, Any] | None = None,
     max_nan_fraction: float = MAX_NAN_FRACTION,
+    shard: tuple[int, int] | None = None,
+    tile_neurons: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The explain rule: every method of one (model, layer) on the probing split; one file per method.
 
@@ -222,8 +247,27 @@ def explain_layer(
     extraction) or no presence at all are dropped. Each method's output gets a sidecar
     ``<method>.excluded.parquet`` listing what was left out and why (also logged and summarised in the
     provenance ``excluded``). Explanation rows keep the layer's neuron numbering.
+
+    A ``per_neuron`` method is run on tiles of ``tile_neurons`` (:data:`TILE_NEURONS`) consecutive kept
+    neurons, one call each, its rows concatenated in neuron order: every tile is the same computation
+    whichever job runs it, so sharded and unsharded runs give bit-identical rows (a batched BLAS product
+    rounds a neuron's column differently with a different number of neurons beside it), and the
+    method's per-neuron memory is that of one tile.
+    ``shard`` = (i, n), 1 <= i <= n: explain only the tiles i, i + n, i + 2n ... (module doc); every
+    method must be ``per_neuron``. The provenance then also holds ``shard`` ("i-of-n"),
+    ``n_kept_neurons`` (the layer's neurons left after the NaN policy) and ``tile_neurons``.
     """
+    tile_neurons = int(tile_neurons or TILE_NEURONS)
+    if tile_neurons < 1:
+        raise ValueError(f"tile_neurons = {tile_neurons}: must be >= 1")
     explainers = {name: get_explainer(entry["method"]) for name, entry in methods.items()}
+    if shard is not None:
+        i, n = shard
+        if not 1 <= i <= n:
+            raise ValueError(f"shard {i}-of-{n}: i must be between 1 and n")
+        whole = [name for name, e in explainers.items() if not e.per_neuron]
+        if whole:
+            raise ValueError(f"{whole}: not per-neuron explainers; a layer cannot be split over shards for them")
     manifest = pd.read_parquet(manifest_path)
     rows = split_rows(manifest, split)
     acts_all, neuron_names = load_activations(activations_path, manifest, rows)
@@ -242,6 +286,15 @@ def explain_layer(
         if n_constant:  # kept: no method fails on them, and scoring gives NaN with the reason
             log.info("%s/%s: %d neuron(s) constant on the %s images; their explanations are arbitrary and score NaN",
                      model, layer, n_constant, split)
+    n_kept = len(neuron_idx)
+    tiles = [(t0, min(t0 + tile_neurons, n_kept)) for t0 in range(0, n_kept, tile_neurons)]
+    shard_meta: dict[str, Any] = {}
+    if shard is not None:
+        tiles = tiles[shard[0] - 1 :: shard[1]]
+        shard_meta = {"shard": f"{shard[0]}-of-{shard[1]}", "n_kept_neurons": int(n_kept),
+                      "tile_neurons": int(tile_neurons)}
+        log.info("%s/%s shard %d-of-%d: %d of the %d kept neurons (%d tiles of at most %d)", model, layer,
+                 shard[0], shard[1], sum(b - a for a, b in tiles), n_kept, len(tiles), tile_neurons)
     inputs = _Inputs(rows, manifest["image_id"].to_numpy()[rows], labels_path, presence_paths)
     tables = {}
     for name, entry in methods.items():
@@ -270,28 +323,148 @@ def explain_layer(
                              activations=acts if uses_activations else None,
                              imported=(import_paths or {}).get(name), n_layer_neurons=int(n_layer_neurons),
                              exclusions=excl, **kwargs)
-        with timer.time(name, layer, n_neurons=acts.shape[1]):
+        tiled = uses_activations and explainer.per_neuron
+        n_explained = sum(b - a for a, b in tiles) if tiled else acts.shape[1]
+        with timer.time(name, layer, n_neurons=n_explained):
             with np.errstate(invalid="ignore"):  # LE compares -inf candidate scores
-                table = _run(explainer, data)
-            if uses_activations:
-                table["neuron"] = neuron_idx[table["neuron"].to_numpy()]  # back to the layer's numbering
+                if tiled:
+                    table = _run_tiles(explainer, data, tiles, neuron_idx, name)
+                else:
+                    table = _run(explainer, data)
+                    if uses_activations:
+                        table["neuron"] = neuron_idx[table["neuron"].to_numpy()]  # back to the layer's numbering
         seconds = timer.records[-1]["seconds"]
         runtime = {"seconds": seconds, "seconds_inputs": prep, "seconds_total": time.perf_counter() - t_total,
-                   "n_neurons": int(acts.shape[1]), "device": device}
+                   "n_neurons": int(n_explained), "device": device}
         info = provenance(model=model, layer=layer, method=name, entry=dict(entry), split=split,
                           n_images=int(acts.shape[0]), n_concepts=n_concepts, runtime=runtime,
-                          n_layer_neurons=int(n_layer_neurons), excluded=excl.summary(), **dict(meta or {}))
+                          n_layer_neurons=int(n_layer_neurons), excluded=excl.summary(), **shard_meta,
+                          **dict(meta or {}))
         write_table(table, outs[name], info)
         excl.write(outs[name])
         log.info("%s on %s/%s: %d of %d neurons, %d images, %d concepts; mean length %.2f; %.2f s (+%.2f s inputs)"
-                 "; left out: %s", name, model, layer, acts.shape[1], n_layer_neurons, acts.shape[0], n_concepts,
+                 "; left out: %s", name, model, layer, n_explained, n_layer_neurons, acts.shape[0], n_concepts,
                  table["length"].mean() if len(table) else float("nan"), seconds, prep, excl.summary() or "nothing")
         tables[name] = table
     return tables
 
 
+def _run_tiles(explainer: Explainer, data: ExplainInputs, tiles, neuron_idx: np.ndarray, name: str) -> pd.DataFrame:
+    """A per-neuron method on each tile (kept-neuron positions [a, b)) of ``data.activations``; rows in
+    tile order, each tile's sorted by neuron (stable). The method records its own exclusions (LE's
+    activity filter: the same for every tile, as it reads the presence only) from the first tile only."""
+    from dataclasses import replace
+
+    parts = []
+    for k, (a, b) in enumerate(tiles):
+        excl = data.exclusions if k == 0 else Exclusions(f"{name} tile {a}-{b}", log, level=logging.DEBUG)
+        part = _run(explainer, replace(data, activations=data.activations[:, a:b], exclusions=excl))
+        part["neuron"] = neuron_idx[a + part["neuron"].to_numpy()]  # back to the layer's numbering
+        parts.append(part.sort_values("neuron", kind="stable"))
+    if not parts:  # a shard with no tile (more shards than tiles)
+        return _empty_table(name)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _empty_table(method: str = "") -> pd.DataFrame:
+    """An explanation table without rows (a shard left with no neuron: more shards than neurons)."""
+    from neuronaudit.explanations import explanation_table
+
+    return explanation_table([], method, [], "{}", [])
+
+
+def parse_shard(item: str) -> tuple[int, int]:
+    """Snakemake's scatter item ``"i-of-n"`` -> (i, n)."""
+    try:
+        i, n = (int(x) for x in str(item).split("-of-"))
+    except ValueError:
+        raise ValueError(f"shard {item!r}: expected 'i-of-n' (e.g. 2-of-4)") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"shard {item!r}: i must be between 1 and n")
+    return i, n
+
+
+# provenance keys that differ between the shards of one layer and method (the rest must agree)
+_SHARD_KEYS = ("shard", "runtime", "versions", "excluded")
+
+
+def gather_shards(paths: Sequence, out) -> pd.DataFrame:
+    """The n shard files of one (model, layer, method) -> the layer's explanation file ``out``.
+
+    Checks that the files are shards 1..n of the same n, of the same method entry, layer, split and
+    inputs (their provenance agrees but for the shard's own keys), that no neuron is in two shards and
+    that together they explain all ``n_kept_neurons``; each error names the file. Writes the rows
+    sorted by neuron (the unsharded order), the exclusions once (shard 1's: every shard with a tile records
+    the same layer- and concept-level ones, as tiles are picked after them), and the provenance of an unsharded
+    run with ``runtime`` summed over the shards (seconds, seconds_inputs, seconds_total, n_neurons: the
+    job time a layer costs, not the wall time) plus ``shards`` = {n, seconds, seconds_total per shard}.
+    """
+    from neuronaudit.exclusions import sidecar_path
+    from neuronaudit.io import read_table
+
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ValueError(f"{out}: no shard files to gather")
+    metas = [read_meta(p) for p in paths]
+    items = []
+    for p, m in zip(paths, metas, strict=True):
+        if "shard" not in m:
+            raise ValueError(f"{p}: not a shard file (no 'shard' in its metadata); rerun its explain_shard job")
+        items.append(parse_shard(m["shard"]))
+    n = items[0][1]
+    if sorted(items) != [(i, n) for i in range(1, n + 1)]:
+        got = [f"{i}-of-{k}" for i, k in items]
+        raise ValueError(f"{out}: the shard files {paths} are shards {got}, not 1..{n} of {n} once each")
+    # the first shard holds the first tile whenever the layer has a neuron; a shard without a tile has
+    # not run the method, so it has not recorded the method's own exclusions (LE's activity filter)
+    first = min(range(len(paths)), key=lambda k: items[k][0])
+    ref = {k: v for k, v in metas[first].items() if k not in _SHARD_KEYS}
+    for p, m in zip(paths, metas, strict=True):
+        keys = sorted(k for k in set(ref) | set(m) if k not in _SHARD_KEYS and ref.get(k) != m.get(k))
+        if m.get("runtime", {}).get("n_neurons") and m.get("excluded") != metas[first].get("excluded"):
+            keys.append("excluded")
+        if keys:
+            raise ValueError(f"{p}: its provenance differs from {paths[first]} in {keys}: the shards come from "
+                             "different runs or settings; delete the shard files and rerun")
+    tables = [read_table(p) for p in paths]
+    seen: dict[int, str] = {}
+    for p, t in zip(paths, tables, strict=True):
+        for neuron in pd.unique(t["neuron"]):
+            if int(neuron) in seen:
+                raise ValueError(f"{p}: neuron {int(neuron)} is also in {seen[int(neuron)]}")
+            seen[int(neuron)] = p
+    runtimes = [m.get("runtime", {}) for m in metas]
+    n_neurons = sum(int(r.get("n_neurons", 0)) for r in runtimes)
+    kept = metas[0].get("n_kept_neurons")
+    if kept is not None and n_neurons != kept:
+        raise ValueError(f"{out}: the {n} shards explained {n_neurons} neurons, the layer has {kept} after the "
+                         f"NaN policy; rerun the shards ({paths[0]} ...)")
+    nonempty = [t for t in tables if len(t)] or tables[:1]
+    table = pd.concat(nonempty, ignore_index=True).sort_values("neuron", kind="stable").reset_index(drop=True)
+    order = sorted(range(n), key=lambda k: items[k][0])
+    runtime = {
+        "seconds": float(sum(r.get("seconds", 0.0) for r in runtimes)),
+        "seconds_inputs": float(sum(r.get("seconds_inputs", 0.0) for r in runtimes)),
+        "seconds_total": float(sum(r.get("seconds_total", 0.0) for r in runtimes)),
+        "n_neurons": n_neurons,
+        "device": runtimes[0].get("device"),
+    }
+    shards = {"n": n, "seconds": [runtimes[k].get("seconds") for k in order],
+              "seconds_total": [runtimes[k].get("seconds_total") for k in order]}
+    info = {**ref, "excluded": metas[first].get("excluded", {}), "runtime": runtime, "shards": shards,
+            "versions": metas[first].get("versions", {})}
+    write_table(table, out, info)
+    excluded = read_table(sidecar_path(paths[first]))
+    sidecar_meta = read_meta(sidecar_path(paths[first]))
+    write_table(excluded, sidecar_path(out), {**sidecar_meta, "output": str(out)})
+    return table
+
+
 def runtime_table(paths: Sequence) -> pd.DataFrame:
-    """Tables 8-9 analogue from the explanation files' metadata: one row per (model, layer, method)."""
+    """Tables 8-9 analogue from the explanation files' metadata: one row per (model, layer, method).
+
+    A sharded layer's seconds are the sum over its shards (:func:`gather_shards`); ``shards`` says how
+    many jobs ran it (1 when unsharded)."""
     rows = []
     for p in paths:
         meta = read_meta(p)
@@ -300,7 +473,8 @@ def runtime_table(paths: Sequence) -> pd.DataFrame:
                      "method_type": (meta.get("entry") or {}).get("method"), "n_neurons": rt.get("n_neurons"),
                      "n_images": meta.get("n_images"), "n_concepts": meta.get("n_concepts"),
                      "seconds": rt.get("seconds"), "seconds_inputs": rt.get("seconds_inputs"),
-                     "seconds_total": rt.get("seconds_total"), "device": rt.get("device")})
+                     "seconds_total": rt.get("seconds_total"), "device": rt.get("device"),
+                     "shards": int((meta.get("shards") or {}).get("n", 1))})
     cols = ["model", "layer", "method", "method_type", "n_neurons", "n_images", "n_concepts", "seconds",
-            "seconds_inputs", "seconds_total", "device"]
+            "seconds_inputs", "seconds_total", "device", "shards"]
     return pd.DataFrame(rows, columns=cols).sort_values(["model", "layer", "method"]).reset_index(drop=True)
