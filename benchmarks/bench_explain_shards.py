@@ -1,9 +1,10 @@
 """Memory of LE over a large vocabulary, unsharded and per shard (issue 12, item 4; docs/explain_stage.md).
 
 LE on N images x C concepts x K neurons through the explain stage's tiling: the whole layer in one
-call (as before tiling), the layer tile by tile (what an unsharded explain job does now) and one
-shard's tiles (shard 1 of ``--shards``). Peak traced allocations (tracemalloc) beyond the inputs, and
-CPU seconds. The FISTA preselection is capped at ``--iters`` steps: memory does not depend on the
+call (as before tiling), the layer tile by tile as an unsharded explain job runs it (``_run_tiles``:
+LE's presence-only setup done once for all tiles), the same tiles as separate calls (the setup
+repeated per tile, as before it was shared) and one shard's tiles (shard 1 of ``--shards``). Peak
+traced allocations (tracemalloc) beyond the inputs, and CPU seconds. The FISTA preselection is capped at ``--iters`` steps: memory does not depend on the
 number of steps, time does.
 
     python benchmarks/bench_explain_shards.py [--n 10000] [--c 20000] [--k 1280] [--shards 5] [--iters 3]
@@ -17,16 +18,24 @@ import tracemalloc
 
 import numpy as np
 
-from neuronaudit.explainers.stage import TILE_NEURONS, generate
+from neuronaudit.explainers.registry import ExplainInputs, get_explainer
+from neuronaudit.explainers.stage import TILE_NEURONS, _run_tiles, generate
 
 
-def run(x, acts, names, cols_list, iters):
+def run(x, acts, names, cols_list, iters, shared):
+    """LE on the neurons of each ``cols_list`` item, by separate calls, or (``shared``) as the explain
+    stage's ``_run_tiles`` runs the tiles of one job (``cols_list`` = ranges of tiles)."""
+    entry = {"method": "le", "params": {"glm_iters": iters}}
     tracemalloc.start()
     t = time.process_time()
     rows = 0
-    for cols in cols_list:
-        rows += len(generate("le", {"method": "le", "params": {"glm_iters": iters}}, acts[:, cols], presence=x,
-                             concepts=names))
+    if shared:
+        data = ExplainInputs(method="le", entry=entry, activations=acts, presence=x, concepts=names)
+        tiles = [(int(c[0]), int(c[-1]) + 1) for c in cols_list]
+        rows = len(_run_tiles(get_explainer("le"), data, tiles, np.arange(acts.shape[1]), "le"))
+    else:
+        for cols in cols_list:
+            rows += len(generate("le", entry, acts[:, cols], presence=x, concepts=names))
     cpu = time.process_time() - t
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -50,11 +59,12 @@ def main():
     print(f"LE N={args.n:,} C={args.c:,} K={args.k:,}, inputs {(x.nbytes + acts.nbytes) / gib:.2f} GiB, "
           f"FISTA capped at {args.iters} steps, tiles of {TILE_NEURONS} neurons")
     tiles = [np.arange(a, min(a + TILE_NEURONS, args.k)) for a in range(0, args.k, TILE_NEURONS)]
-    cases = [("whole layer in one call (untiled)", [np.arange(args.k)]),
-             ("unsharded explain job (every tile)", tiles),
-             (f"one shard of {args.shards} (tiles 1, {1 + args.shards}, ...)", tiles[:: args.shards])]
-    for label, cols in cases:
-        peak, cpu, rows = run(x, acts, names, cols, args.iters)
+    cases = [("whole layer in one call (untiled)", [np.arange(args.k)], False),
+             ("unsharded explain job (every tile)", tiles, True),
+             ("every tile, setup repeated per tile", tiles, False),
+             (f"one shard of {args.shards} (tiles 1, {1 + args.shards}, ...)", tiles[:: args.shards], True)]
+    for label, cols, shared in cases:
+        peak, cpu, rows = run(x, acts, names, cols, args.iters, shared)
         print(f"  {label:<42}: peak {peak / gib:5.2f} GiB beyond the inputs, {cpu:6.1f} s CPU, {rows:,} neurons",
               flush=True)
 

@@ -120,6 +120,39 @@ def test_tiles_bound_each_call_and_more_shards_than_tiles_leave_empty_shards(lay
         gather_shards([parts[0], other, *parts[2:]], tmp_path / "bad.parquet")
 
 
+def test_le_presence_setup_is_done_once_per_job_and_changes_no_bit(layer, tmp_path, monkeypatch):
+    """LE's presence-only setup (activity filter, standardised train rows, FISTA step size) is computed
+    once per (layer, method) job, not once per tile, and the rows equal those of one call per tile."""
+    from neuronaudit.explainers import methods as le_methods
+    from neuronaudit.explainers.registry import ExplainInputs, get_explainer
+    from neuronaudit.explainers.stage import _run_tiles, generate
+
+    calls = []
+    orig = le_methods.prepare_presence
+    monkeypatch.setattr(le_methods, "prepare_presence", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    m = {k: METHODS[k] for k in ("le_cm", "le_label")}
+    outs = _explain(layer, tmp_path / "whole", methods=m, tile=16)  # 65 kept neurons: 5 tiles
+    assert len(calls) == 2  # one per method, not 5
+    assert read_table(outs["le_cm"])["neuron"].nunique() == 65
+    calls.clear()
+    _explain(layer, tmp_path / "s2", shard=(2, 3), methods=m, tile=16)  # tiles 2 and 5
+    assert len(calls) == 2
+    # _run_tiles with the shared setup = separate calls per tile (each preparing its own), bit for bit
+    rng = np.random.default_rng(5)
+    x = rng.beta(0.4, 1.2, size=(150, 40)).astype(np.float32)
+    acts = (x @ rng.normal(size=(40, 40)) + rng.normal(size=(150, 40))).astype(np.float32)
+    names = [f"w{j}" for j in range(40)]
+    tiles = [(0, 16), (16, 32), (32, 40)]
+    calls.clear()
+    data = ExplainInputs(method="le", entry={"method": "le"}, activations=acts, presence=x, concepts=names)
+    shared = _run_tiles(get_explainer("le"), data, tiles, np.arange(40), "le")
+    assert len(calls) == 1
+    separate = pd.concat([generate("le", {"method": "le"}, acts[:, a:b], presence=x, concepts=names)
+                          .assign(neuron=lambda t, a=a: t["neuron"] + a) for a, b in tiles], ignore_index=True)
+    assert len(calls) == 4
+    pd.testing.assert_frame_equal(shared, separate, check_exact=True)
+
+
 def test_bad_shard_sets_are_refused_naming_the_file(layer, tmp_path):
     m = {"inv": METHODS["inv"]}
     parts = [_explain(layer, tmp_path / f"s{i}", shard=(i, 3), methods=m)["inv"] for i in range(1, 4)]

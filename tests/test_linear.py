@@ -1,5 +1,7 @@
 import numpy as np
+import pytest
 
+from neuronaudit.explainers import linear
 from neuronaudit.explainers.linear import (
     best_single_concept,
     elastic_net_weights,
@@ -8,6 +10,7 @@ from neuronaudit.explainers.linear import (
     label_presence,
     linear_explanations,
     linear_explanations_table,
+    prepare_presence,
     random_split,
 )
 
@@ -67,3 +70,43 @@ def test_table_schema():
     df = linear_explanations_table(x, acts, [f"concept {i}" for i in range(15)], method="le_siglip", max_length=3)
     assert list(df.columns) == ["neuron", "method", "explanation", "structured", "length", "params", "source_score"]
     assert (df["length"] >= 1).all() and (df["source_score"] > 0.9).all()
+
+
+@pytest.mark.parametrize("path", ["gram+global", "data+local"])
+def test_prepared_presence_gives_the_unprepared_rows_bit_for_bit(path, monkeypatch):
+    """One prepare_presence reused by every tile of neurons = each tile's own setup, to the last bit,
+    on the Gram / global-moments path (small C) and on the data / local-moments path (forced)."""
+    x, rng = _soft_concepts(n=600, c=30, seed=3)
+    w = rng.normal(size=(30, 12)) * (rng.random((30, 12)) < 0.2)
+    acts = (x @ w + 0.3 * rng.normal(size=(600, 12))).astype(np.float32)
+    names = [f"c{i}" for i in range(30)]
+    kw = {"max_length": 4, "width": 5}
+    if path == "data+local":
+        monkeypatch.setattr(linear, "GRAM_MAX_BYTES", 0.0)
+        orig = linear.greedy_linear_search
+        monkeypatch.setattr(linear, "greedy_linear_search", lambda *a, **k: orig(*a, **{**k, "moments": "local"}))
+    prep = prepare_presence(x)
+    assert prep.use_gram == (path == "gram+global")
+    for a, b in [(0, 5), (5, 10), (10, 12)]:
+        assert linear_explanations(x, acts[:, a:b], names, prepared=prep, **kw) == \
+            linear_explanations(x, acts[:, a:b], names, **kw)
+    if path == "gram+global":
+        assert "parts" in prep._global  # the global moments were built once and kept
+
+
+def test_prepared_presence_refuses_other_arguments():
+    x, rng = _soft_concepts(n=200, c=10, seed=4)
+    acts = rng.normal(size=(200, 2))
+    names = [f"c{i}" for i in range(10)]
+    prep = prepare_presence(x)
+    with pytest.raises(ValueError, match="filter_concepts"):
+        linear_explanations(x, acts, names, prepared=prep, filter_concepts=False)
+    with pytest.raises(ValueError, match="seed"):
+        linear_explanations(x, acts, names, prepared=prep, seed=1)
+    with pytest.raises(ValueError, match="not the presence"):
+        linear_explanations(x[::-1].copy(), acts, names, prepared=prep)
+    tr, va = random_split(200, seed=1)
+    with pytest.raises(ValueError, match="train / val"):
+        linear_explanations(x, acts, names, tr, va, prepared=prep)
+    # an equal copy (not the same object) is accepted
+    assert linear_explanations(x.copy(), acts, names, prepared=prep) == linear_explanations(x, acts, names)

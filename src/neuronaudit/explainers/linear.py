@@ -41,6 +41,7 @@ rows (SPEC: "best single concept").
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,8 @@ __all__ = [
     "greedy_linear_search",
     "linear_explanations",
     "linear_explanations_table",
+    "PreparedPresence",
+    "prepare_presence",
     "best_single_concept",
     "best_single_concept_table",
     "greedy_search_reference",
@@ -145,16 +148,11 @@ def _use_gram(n_rows: int, n_cols: int, gram_max_bytes: float) -> bool:
     return n_cols <= 2 * n_rows and 8.0 * n_cols * n_cols <= gram_max_bytes
 
 
-def _fista(xs, ys, lam, alpha, n_iter, tol, use_gram):
-    """FISTA for the elastic net on standardised xs (n x C), ys (n x K); see :func:`elastic_net_weights`.
-
-    A neuron's problem is separate from the others', so each column stops on its own once the relative
-    change of its weights ||w_t+1 - w_t|| <= tol ||w_t+1|| (or after ``n_iter`` steps). Returns
-    (W (C x K) float64, number of steps of the slowest column).
-    """
+def _curvature(xs, use_gram):
+    """(hess, lip) of the preselection's quadratic on standardised xs (n x C): ``hess(z)`` = X'X z / n
+    and the largest eigenvalue of X'X / n (exact from the C x C Gram, or a Lanczos estimate on the data
+    path). Depends on the presence only, so :func:`prepare_presence` computes it once for all tiles."""
     n, c = xs.shape
-    xty = np.asarray(xs.T @ ys.astype(xs.dtype, copy=False), dtype=np.float64) / n
-    l2 = lam * (1 - alpha)
     if use_gram:
         gram = xs.T @ xs / n
         lip = np.linalg.eigvalsh(gram)[-1]
@@ -169,6 +167,21 @@ def _fista(xs, ys, lam, alpha, n_iter, tol, use_gram):
 
         op = LinearOperator((c, c), matvec=lambda v: hess(v.reshape(-1, 1)).ravel(), dtype=np.float64)
         lip = float(eigsh(op, k=1, which="LA", tol=1e-6, return_eigenvectors=False, v0=np.ones(c))[0]) * (1 + 1e-4)
+    return hess, lip
+
+
+def _fista(xs, ys, lam, alpha, n_iter, tol, use_gram, curvature=None):
+    """FISTA for the elastic net on standardised xs (n x C), ys (n x K); see :func:`elastic_net_weights`.
+    ``curvature``: :func:`_curvature` of xs when already computed.
+
+    A neuron's problem is separate from the others', so each column stops on its own once the relative
+    change of its weights ||w_t+1 - w_t|| <= tol ||w_t+1|| (or after ``n_iter`` steps). Returns
+    (W (C x K) float64, number of steps of the slowest column).
+    """
+    n = xs.shape[0]
+    xty = np.asarray(xs.T @ ys.astype(xs.dtype, copy=False), dtype=np.float64) / n
+    l2 = lam * (1 - alpha)
+    hess, lip = _curvature(xs, use_gram) if curvature is None else curvature
     step = 1.0 / (lip + l2)
     thresh = step * lam * alpha
     w = np.zeros_like(xty)
@@ -236,17 +249,21 @@ class _Moments:
     neuron's ranking.
     """
 
-    def __init__(self, x_tr, y_tr, x_val, y_val, ranking=None):
+    def __init__(self, x_tr, y_tr, x_val, y_val, ranking=None, x_parts=None):
         self.ranking = ranking
-        n_tr = x_tr.shape[0]
-        x1 = np.concatenate([np.ones((n_tr, 1)), x_tr], axis=1)
-        self.gram = x1.T @ x1  # (C+1, C+1)
+        x1, self.gram, xv, self.cxx = _Moments.presence_parts(x_tr, x_val) if x_parts is None else x_parts
         self.xty = x1.T @ y_tr  # (C+1, K)
-        xv = x_val - x_val.mean(axis=0)
         yv = y_val - y_val.mean(axis=0)
-        self.cxx = xv.T @ xv  # (C, C)
         self.cxy = xv.T @ yv  # (C, K)
         self.vy = (yv * yv).sum(axis=0)  # (K,)
+
+    @staticmethod
+    def presence_parts(x_tr, x_val):
+        """The parts that depend on the presence only: (train rows with an intercept column, their
+        (C+1) x (C+1) Gram, centred val rows, their C x C covariance)."""
+        x1 = np.concatenate([np.ones((x_tr.shape[0], 1)), x_tr], axis=1)
+        xv = x_val - x_val.mean(axis=0)
+        return x1, x1.T @ x1, xv, xv.T @ xv
 
     def fit(self, sets, neurons):
         """Least squares with bias on concept sets (..., s) for neurons (...,): weights, bias, val corr.
@@ -331,6 +348,7 @@ def greedy_linear_search(
     tolerance: float = 0.02,
     width: int = 10,
     moments: str = "auto",
+    prepared: PreparedPresence | None = None,
 ):
     """Greedy sparse linear search (module doc, step 3) for all neurons at once.
 
@@ -339,6 +357,8 @@ def greedy_linear_search(
     padded; bias (K,); val_corr (K,))`` with concepts in selection order.
     ``moments``: "global" (C x C matrices), "local" (per-neuron matrices over the ranked concepts only,
     memory independent of C) or "auto" (whichever is smaller); the results agree to rounding.
+    ``prepared``: the :func:`prepare_presence` of ``presence`` with these train / val rows, whose global
+    moments (built on first use) are reused by later calls.
     """
     x = np.asarray(presence)
     y = np.asarray(activations, dtype=np.float64)
@@ -348,9 +368,12 @@ def greedy_linear_search(
     if moments == "auto":
         moments = "global" if (x.shape[1] + 1) ** 2 <= n_neurons * (m + 1) ** 2 else "local"
     if moments == "global":
-        xd = np.asarray(x, dtype=np.float64)
-        mom = _Moments(xd[train_idx], y[train_idx], xd[val_idx], y[val_idx], ranking=ranking)
-        del xd
+        if prepared is not None:
+            mom = _Moments(None, y[train_idx], None, y[val_idx], ranking=ranking, x_parts=prepared.global_parts())
+        else:
+            xd = np.asarray(x, dtype=np.float64)
+            mom = _Moments(xd[train_idx], y[train_idx], xd[val_idx], y[val_idx], ranking=ranking)
+            del xd
     elif moments == "local":
         mom = _LocalMoments(x, y, train_idx, val_idx, ranking)
     else:
@@ -397,6 +420,70 @@ def greedy_linear_search(
     return sel, sel_w, bias, best
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedPresence:
+    """What LE computes from the presence and the split alone, once for every call on the same presence
+    (the explain stage's tiles of neurons): see :func:`prepare_presence`. Not for editing."""
+
+    presence: np.ndarray  # (N x C) float32, as linear_explanations reads it
+    cols: np.ndarray  # concepts kept by the activity filter (all with filter_concepts=False)
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    filter_concepts: bool
+    seed: int
+    use_gram: bool  # the preselection's Gram path (see elastic_net_weights)
+    xs: np.ndarray  # standardised train rows of the kept concepts (float64 on the Gram path, else float32)
+    curvature: tuple  # (hess, lip) of xs, see _curvature
+    _global: dict = field(default_factory=dict, repr=False)  # the greedy search's global moments, on first use
+
+    def global_parts(self):
+        """The presence-only part of the greedy search's global moments (built once, float64)."""
+        if "parts" not in self._global:
+            xd = np.asarray(self.presence, dtype=np.float64)
+            self._global["parts"] = _Moments.presence_parts(xd[self.train_idx], xd[self.val_idx])
+        return self._global["parts"]
+
+    def check(self, presence, train_idx, val_idx, filter_concepts, seed) -> None:
+        """Fail when the arguments of a call are not those this was prepared with."""
+        if presence is not self.presence and (np.shape(presence) != self.presence.shape
+                                              or not np.array_equal(np.asarray(presence, dtype=np.float32),
+                                                                    self.presence)):
+            raise ValueError(f"prepared LE presence {self.presence.shape} is not the presence of this call "
+                             f"{np.shape(presence)}")
+        if bool(filter_concepts) != self.filter_concepts:
+            raise ValueError(f"prepared with filter_concepts={self.filter_concepts}, called with {filter_concepts}")
+        if train_idx is None or val_idx is None:
+            if int(seed) != self.seed:
+                raise ValueError(f"prepared with split seed {self.seed}, called with {seed}")
+        elif not (np.array_equal(train_idx, self.train_idx) and np.array_equal(val_idx, self.val_idx)):
+            raise ValueError("prepared LE presence has other train / val rows than this call")
+
+
+def prepare_presence(presence, train_idx=None, val_idx=None, filter_concepts: bool = True,
+                     seed: int = 0) -> PreparedPresence:
+    """The part of :func:`linear_explanations` that reads the presence and the split only, not the
+    activations: the activity filter, the split (a random 80/20 one by ``seed`` when not given), the
+    standardised train rows of the kept concepts and the FISTA step size (Lipschitz constant, a Lanczos
+    run for a large vocabulary), plus (lazily) the greedy search's global moments. Pass it as
+    ``prepared=`` to every call on this presence (e.g. one per tile of neurons): the rows are bit-identical
+    to unprepared calls. Holds one standardised float32 copy of the train rows (float64 on the Gram path)."""
+    x = np.asarray(presence, dtype=np.float32)
+    if filter_concepts:
+        cols = np.flatnonzero(active_concepts(x, DEFAULTS["min_top5"], DEFAULTS["min_std"]))
+    else:
+        cols = np.arange(x.shape[1])
+    if cols.size == 0:
+        raise ValueError("no concept passes the activity filter")
+    if train_idx is None or val_idx is None:
+        train_idx, val_idx = random_split(x.shape[0], seed=seed)
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    # preselection: one standardised copy of the train rows (float64 on the Gram path, else float32)
+    use_gram = _use_gram(len(train_idx), len(cols), GRAM_MAX_BYTES)
+    xs = _standardise_columns(x, train_idx, cols, np.float64 if use_gram else np.float32)
+    return PreparedPresence(x, cols, train_idx, val_idx, bool(filter_concepts), int(seed), use_gram, xs,
+                            _curvature(xs, use_gram))
+
+
 def linear_explanations(
     presence,
     activations,
@@ -412,6 +499,7 @@ def linear_explanations(
     filter_concepts: bool = True,
     seed: int = 0,
     glm_tol: float = 1e-6,
+    prepared: PreparedPresence | None = None,
 ) -> list[dict]:
     """LE for every neuron: structured linear explanations ``{"kind": "linear", "terms", "bias"}``.
 
@@ -420,28 +508,25 @@ def linear_explanations(
     steps of the preselection, which stops earlier on convergence (relative change below ``glm_tol``).
     Memory stays O(N C) in float32 plus O(K M^2) for the search (M = max_length * width): no C x C
     matrix is formed for large vocabularies (see :func:`elastic_net_weights`, ``greedy_linear_search``).
+    ``prepared``: :func:`prepare_presence` of this presence, split and ``filter_concepts`` (checked), so
+    that calls on the same presence (tiles of neurons) skip that setup; same results bit for bit.
     """
-    x = np.asarray(presence, dtype=np.float32)
-    y = np.asarray(activations, dtype=np.float32)
     names = np.asarray(concepts, dtype=object)
-    if x.shape[1] != len(names):
-        raise ValueError(f"{len(names)} concept names for {x.shape[1]} presence columns")
-    if filter_concepts:
-        cols = np.flatnonzero(active_concepts(x, DEFAULTS["min_top5"], DEFAULTS["min_std"]))
+    if np.shape(presence)[1] != len(names):
+        raise ValueError(f"{len(names)} concept names for {np.shape(presence)[1]} presence columns")
+    if prepared is None:
+        prep = prepare_presence(presence, train_idx, val_idx, filter_concepts, seed)
     else:
-        cols = np.arange(x.shape[1])
-    if cols.size == 0:
-        raise ValueError("no concept passes the activity filter")
-    if train_idx is None or val_idx is None:
-        train_idx, val_idx = random_split(x.shape[0], seed=seed)
-    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
-    # preselection: one standardised copy of the train rows (float64 on the Gram path, else float32)
-    use_gram = _use_gram(len(train_idx), len(cols), GRAM_MAX_BYTES)
-    xs = _standardise_columns(x, train_idx, cols, np.float64 if use_gram else np.float32)
+        prepared.check(presence, train_idx, val_idx, filter_concepts, seed)
+        prep = prepared
+    x, cols, train_idx, val_idx, xs = prep.presence, prep.cols, prep.train_idx, prep.val_idx, prep.xs
+    y = np.asarray(activations, dtype=np.float32)
     ys = _standardise(np.asarray(y[train_idx], dtype=np.float64))
-    w_glm, _ = _fista(xs, ys, glm_lambda, glm_alpha, glm_iters, glm_tol, use_gram)
+    w_glm, _ = _fista(xs, ys, glm_lambda, glm_alpha, glm_iters, glm_tol, prep.use_gram, prep.curvature)
     corr = np.asarray(xs.T @ ys.astype(xs.dtype, copy=False), dtype=np.float64) / (xs.shape[0] - 1)
     del xs
+    if prepared is None:
+        del prep  # the standardised copy is not needed by the search
     m = min(max_length * width, len(cols))
     ranking = np.empty((y.shape[1], m), dtype=np.int64)  # (K, M): weight desc, then train corr desc
     for k0 in range(0, y.shape[1], 256):
@@ -449,7 +534,8 @@ def linear_explanations(
         ranking[sl] = np.lexsort((-np.nan_to_num(corr[:, sl]), -w_glm[:, sl]), axis=0).T[:, :m]
     del w_glm, corr
     sel, sel_w, bias, val_corr = greedy_linear_search(
-        x, y, cols[ranking], train_idx, val_idx, max_length=max_length, tolerance=tolerance, width=width
+        x, y, cols[ranking], train_idx, val_idx, max_length=max_length, tolerance=tolerance, width=width,
+        prepared=prepared,
     )
     out = []
     for k in range(sel.shape[0]):  # output assembly only; the search above is vectorised

@@ -11,7 +11,8 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from neuronaudit.explainers.linear import (
     best_single_concept_table,
     linear_explanations,
     linear_explanations_table,
+    prepare_presence,
 )
 from neuronaudit.explainers.registry import Explainer, ExplainInputs, register_explainer
 
@@ -60,42 +62,76 @@ class ClipDissect(Explainer):
 class LinearExplanations(Explainer):
     """Linear Explanations (LE) on labels or a concept model's probabilities (``linear.py``), with
     LE's concept activity filter: what it leaves out is counted; when it would leave out every
-    concept, LE runs without it and says so."""
+    concept, LE runs without it and says so.
+
+    Within :meth:`shared_presence` (the explain stage's tiles of one layer and method) the work that
+    reads the presence only -- the filter, ``linear.prepare_presence`` -- is done once per presence array
+    and reused by every call; the rows are bit-identical to separate calls."""
 
     name = "le"
     inputs = frozenset({"activations", "labels", "concept_model"})
     per_neuron = True  # the preselection and the greedy search are separate problems per neuron
     params = _defaults(linear_explanations, ("max_length", "tolerance", "width", "glm_lambda", "glm_alpha",
                                              "glm_iters", "filter_concepts", "seed"))
+    _shared: dict | None = None  # presence setups by (id(presence), filter_concepts, seed), in shared_presence
 
-    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
-        presence, acts, name, excl = inputs.presence, inputs.activations, inputs.method, inputs.exclusions
-        if params.get("filter_concepts", True):
+    @contextmanager
+    def shared_presence(self) -> Iterator[None]:
+        """Calls inside this block on the same presence array (the same object) reuse its setup; the
+        setups (one standardised copy of the presence's train rows each) are dropped on exit."""
+        self._shared = {}
+        try:
+            yield
+        finally:
+            self._shared = None
+
+    def _setup(self, name: str, presence: np.ndarray, concepts, params: Mapping[str, Any]) -> dict[str, Any]:
+        filt, seed = bool(params.get("filter_concepts", True)), int(params.get("seed", 0))
+        key = (id(presence), filt, seed)
+        if self._shared is not None and key in self._shared and self._shared[key]["source"] is presence:
+            return self._shared[key]
+        names = np.asarray(concepts, dtype=object)
+        setup: dict[str, Any] = {"source": presence, "fallback": False, "presence": presence, "names": names,
+                                 "weak": None, "flat": None}
+        if filt:
             weak = ~active_concepts(presence, LE_DEFAULTS["min_top5"], 0.0)  # top-5 mean < 0.5
             flat = ~active_concepts(presence, 0.0, LE_DEFAULTS["min_std"])  # (nearly) constant
-            names = np.asarray(inputs.concepts, dtype=object)
             if flat.all():
                 raise ValueError(f"{name}: all {len(names)} concepts are constant on the probing images; "
                                  "LE has nothing to explain with (check the presence / labels of this split)")
+            setup.update(weak=weak, flat=flat)
             if (weak | flat).all():
-                # a weak concept model (or one image per class) may give no concept a top-5 mean >= 0.5;
-                # explain anyway, and say so
-                log.warning("%s: no concept passes LE's activity filter (%d of %d have a top-5 mean < %g, %d are "
-                            "constant); running without it", name, int(weak.sum()), len(names),
-                            LE_DEFAULTS["min_top5"], int(flat.sum()))
-                if excl is not None:
-                    excl.add("concept", names[flat], f"{name}: constant on the probing images "
-                             "(activity filter off: no concept passes it)")
-                table = linear_explanations_table(presence[:, ~flat], acts, list(names[~flat]), method=name,
-                                                  **{**params, "filter_concepts": False})
-                table["params"] = table["params"].map(
-                    lambda p: json.dumps({**json.loads(p), "filter_concepts": False}, sort_keys=True))
-                return table
+                setup.update(fallback=True, presence=presence[:, ~flat], names=names[~flat])
+        setup["prepared"] = prepare_presence(setup["presence"], filter_concepts=filt and not setup["fallback"],
+                                             seed=seed)
+        if self._shared is not None:
+            self._shared[key] = setup
+        return setup
+
+    def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:
+        acts, name, excl = inputs.activations, inputs.method, inputs.exclusions
+        setup = self._setup(name, inputs.presence, inputs.concepts, params)
+        names, weak, flat = setup["names"], setup["weak"], setup["flat"]
+        if setup["fallback"]:
+            # a weak concept model (or one image per class) may give no concept a top-5 mean >= 0.5;
+            # explain anyway, and say so
+            log.warning("%s: no concept passes LE's activity filter (%d of %d have a top-5 mean < %g, %d are "
+                        "constant); running without it", name, int(weak.sum()), len(weak),
+                        LE_DEFAULTS["min_top5"], int(flat.sum()))
             if excl is not None:
-                excl.add("concept", names[flat], f"{name} activity filter: std < {LE_DEFAULTS['min_std']:g}")
-                excl.add("concept", names[weak & ~flat],
-                         f"{name} activity filter: mean of the top-5 values < {LE_DEFAULTS['min_top5']:g}")
-        return linear_explanations_table(presence, acts, list(inputs.concepts), method=name, **params)
+                excl.add("concept", np.asarray(inputs.concepts, dtype=object)[flat], f"{name}: constant on the "
+                         "probing images (activity filter off: no concept passes it)")
+            table = linear_explanations_table(setup["presence"], acts, list(names), method=name,
+                                              prepared=setup["prepared"], **{**params, "filter_concepts": False})
+            table["params"] = table["params"].map(
+                lambda p: json.dumps({**json.loads(p), "filter_concepts": False}, sort_keys=True))
+            return table
+        if excl is not None and flat is not None:
+            excl.add("concept", names[flat], f"{name} activity filter: std < {LE_DEFAULTS['min_std']:g}")
+            excl.add("concept", names[weak & ~flat],
+                     f"{name} activity filter: mean of the top-5 values < {LE_DEFAULTS['min_top5']:g}")
+        return linear_explanations_table(setup["presence"], acts, list(names), method=name,
+                                         prepared=setup["prepared"], **params)
 
 
 @register_explainer

@@ -30,7 +30,8 @@ on every n-th neuron of a layer in n jobs (``explain.shards``) and concatenate t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -95,6 +96,12 @@ class Explainer(ABC):
     #: ``explain_shard`` / ``explain_gather``; docs/explain_stage.md "Sharding") and gather them back.
     #: False for methods that compare a neuron with the others (CLIP-Dissect's SoftWPMI).
     per_neuron: ClassVar[bool] = False
+
+    @contextmanager
+    def shared_presence(self) -> Iterator[None]:
+        """A block of calls on the same inputs (the explain stage's tiles of one layer): a method whose
+        setup reads only the presence (LE) overrides this to do that setup once for the block."""
+        yield
 
     @abstractmethod
     def explain(self, inputs: ExplainInputs, **params: Any) -> pd.DataFrame:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -352,15 +353,15 @@ def explain_layer(
 def _run_tiles(explainer: Explainer, data: ExplainInputs, tiles, neuron_idx: np.ndarray, name: str) -> pd.DataFrame:
     """A per-neuron method on each tile (kept-neuron positions [a, b)) of ``data.activations``; rows in
     tile order, each tile's sorted by neuron (stable). The method records its own exclusions (LE's
-    activity filter: the same for every tile, as it reads the presence only) from the first tile only."""
-    from dataclasses import replace
-
+    activity filter: the same for every tile, as it reads the presence only) from the first tile only.
+    Inside the explainer's ``shared_presence()`` block: LE does its presence-only setup once for all tiles."""
     parts = []
-    for k, (a, b) in enumerate(tiles):
-        excl = data.exclusions if k == 0 else Exclusions(f"{name} tile {a}-{b}", log, level=logging.DEBUG)
-        part = _run(explainer, replace(data, activations=data.activations[:, a:b], exclusions=excl))
-        part["neuron"] = neuron_idx[a + part["neuron"].to_numpy()]  # back to the layer's numbering
-        parts.append(part.sort_values("neuron", kind="stable"))
+    with explainer.shared_presence():
+        for k, (a, b) in enumerate(tiles):
+            excl = data.exclusions if k == 0 else Exclusions(f"{name} tile {a}-{b}", log, level=logging.DEBUG)
+            part = _run(explainer, replace(data, activations=data.activations[:, a:b], exclusions=excl))
+            part["neuron"] = neuron_idx[a + part["neuron"].to_numpy()]  # back to the layer's numbering
+            parts.append(part.sort_values("neuron", kind="stable"))
     if not parts:  # a shard with no tile (more shards than tiles)
         return _empty_table(name)
     return pd.concat(parts, ignore_index=True)
