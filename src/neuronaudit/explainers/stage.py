@@ -60,7 +60,7 @@ from neuronaudit.data.arrays import (
     read_presence,
     split_rows,
 )
-from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns
+from neuronaudit.exclusions import MAX_NAN_FRACTION, Exclusions, finite_columns, sidecar_path
 from neuronaudit.explainers import methods as _builtin_methods  # noqa: F401 (registers the built-in explainers)
 from neuronaudit.explainers.registry import (
     EXPLAINERS,
@@ -72,7 +72,8 @@ from neuronaudit.explainers.registry import (
     get_explainer,
 )
 from neuronaudit.explainers.timing import RuntimeLog
-from neuronaudit.io import provenance, read_meta, write_table
+from neuronaudit.explanations import explanation_table
+from neuronaudit.io import provenance, read_meta, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -369,8 +370,6 @@ def _run_tiles(explainer: Explainer, data: ExplainInputs, tiles, neuron_idx: np.
 
 def _empty_table(method: str = "") -> pd.DataFrame:
     """An explanation table without rows (a shard left with no neuron: more shards than neurons)."""
-    from neuronaudit.explanations import explanation_table
-
     return explanation_table([], method, [], "{}", [])
 
 
@@ -400,9 +399,6 @@ def gather_shards(paths: Sequence, out) -> pd.DataFrame:
     run with ``runtime`` summed over the shards (seconds, seconds_inputs, seconds_total, n_neurons: the
     job time a layer costs, not the wall time) plus ``shards`` = {n, seconds, seconds_total per shard}.
     """
-    from neuronaudit.exclusions import sidecar_path
-    from neuronaudit.io import read_table
-
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError(f"{out}: no shard files to gather")

@@ -19,7 +19,7 @@ How ours is read (``ours: {kind: ...}`` in the file; ``EXTRACTORS``):
                     columns, ``column``
   ratio             numerator / denominator, two lookups expanded the same way
   argmin            the ``pick`` column's value at the row with the lowest ``column``
-  equal_error_ratio Fig. 9's input ratio (report.figures.equal_error_ratio), MG-IS vs uniform
+  equal_error_ratio Fig. 9's input ratio (report.curves.equal_error_ratio), MG-IS vs uniform
   json              a key of a JSON file (crowd/cost.json), optionally divided by ``divide_by``
   crowd_cell        a mean ± SEM cell of tables/crowd_table3.csv: row ``method``, column
                     "<model>/<layer>: <aggregation>"
@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+
+from neuronaudit.report.curves import equal_error_ratio
 
 __all__ = [
     "COLUMNS",
@@ -234,8 +236,6 @@ def _argmin(spec, tables, files):
 
 
 def _equal_error_ratio(spec, tables, files):
-    from neuronaudit.report.figures import equal_error_ratio
-
     df = _table(tables, spec["table"])
     out = []
     for v, g in _groups(df, spec.get("each", [])):

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtri
 
+from neuronaudit.report.curves import equal_error_ratio
 from neuronaudit.sampling import summarise_rce
 from neuronaudit.studies.setting1 import AUC_BINS, run_setting1
 
@@ -144,9 +145,7 @@ def synthetic_grid(
 
 
 def _inputs_ratio(curves: pd.DataFrame) -> tuple[float, bool]:
-    """Equal-error input ratio of one cell (report.figures.equal_error_ratio, Fig. 9's definition)."""
-    from neuronaudit.report.figures import equal_error_ratio  # matplotlib only when asked
-
+    """Equal-error input ratio of one cell (report.curves.equal_error_ratio, Fig. 9's definition)."""
     u = curves[curves["sampler"] == "uniform"]
     g = curves[curves["sampler"] != "uniform"]
     res = equal_error_ratio(u, g)
