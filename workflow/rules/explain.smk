@@ -87,9 +87,9 @@ rule explain_shard:
         explain=explain_shard_params,
         split=EXPLAIN["split"],
         device=device(),
-        code=script_code("explain_shard.py"),
+        code=script_code("explain.py"),
     script:
-        "../scripts/explain_shard.py"
+        "../scripts/explain.py"
 
 
 rule explain_gather:

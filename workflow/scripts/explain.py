@@ -1,17 +1,26 @@
+# One layer's explanations (rule explain: every method left to it, one file each) or one shard of a
+# per-neuron method (rule explain_shard: the {scatteritem} wildcard says which; explain.smk).
 from pathlib import Path
 
 from neuronaudit.device import resolve_device, set_threads
-from neuronaudit.explainers.stage import explain_layer
+from neuronaudit.explainers.stage import explain_layer, parse_shard
 from neuronaudit.logs import setup_job_log, timed
 
 log = setup_job_log(snakemake.log[0])
 set_threads(snakemake.threads)
 wc, inp, par = snakemake.wildcards, snakemake.input, snakemake.params.explain
 methods = par["methods"]
-with timed(log, f"explaining {wc.model}/{wc.layer} with {list(methods)}"):
+shard = parse_shard(wc.scatteritem) if "scatteritem" in wc.keys() else None
+if shard is None:
+    outputs = {Path(out).stem: out for out in snakemake.output}  # file name = method name
+    what = f"explaining {wc.model}/{wc.layer} with {list(methods)}"
+else:
+    outputs = {wc.method: snakemake.output[0]}
+    what = f"explaining {wc.model}/{wc.layer} with {wc.method}, shard {wc.scatteritem}"
+with timed(log, what):
     explain_layer(
         methods,
-        {Path(out).stem: out for out in snakemake.output},  # file name = method name
+        outputs,
         manifest_path=inp.manifest,
         labels_path=inp.labels,
         activations_path=inp.activations,
@@ -22,4 +31,5 @@ with timed(log, f"explaining {wc.model}/{wc.layer} with {list(methods)}"):
         presence_paths={tuple(k.split("/")): v for k, v in par["presence"].items()},
         device=resolve_device(snakemake.params.device),
         meta={"code": snakemake.params.code},
+        shard=shard,
     )
