@@ -10,7 +10,7 @@ rule train_small_cnn:
         f"benchmarks/{STUDY}/train_small_cnn/{{model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     params:
         model=lambda wc: model_spec(wc.model),
         code=script_code("train_small_cnn.py"),
@@ -36,7 +36,7 @@ for _model in config["models"]:
             f"benchmarks/{STUDY}/extract_activations/{_model}.tsv"
         conda:
             "../../envs/neuronaudit.yaml"
-        threads: workflow.cores
+        threads: STAGE_THREADS
         resources:
             gpu=gpus(),
         params:

@@ -25,6 +25,12 @@ except ValueError as err:
 STUDY = config["study"]
 RESULTS = f"results/{STUDY}"
 LIB = Path(workflow.basedir) / "src" / "neuronaudit"
+# Threads of the multi-threaded stages (model forward passes, explainers, concept models): half the
+# cores, so that independent branches run side by side (the concept models' image features beside
+# the target models' activations, one explain job beside another). With 2 threads on the 2-core
+# default machine these stages kept 1.0-1.6 cores busy (benchmarks/default/*.tsv: cpu_time / s), and a
+# Lite0 forward pass does 254 images per CPU-second on one thread against 174 on two.
+STAGE_THREADS = max(1, workflow.cores // 2)
 
 
 wildcard_constraints:

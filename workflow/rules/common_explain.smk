@@ -149,7 +149,9 @@ def method_shards(method):
 
 # method -> shards, for the methods explained by explain_shard / explain_gather
 SHARDED_METHODS = {
-    m: method_shards(m) for m in GENERATED if m not in LINE_METHODS and method_shards(m) > 1
+    m: method_shards(m)
+    for m in GENERATED
+    if m not in LINE_METHODS and method_shards(m) > 1
 }
 EXPLAIN_RULE_METHODS = [
     m for m in GENERATED if m not in LINE_METHODS and m not in SHARDED_METHODS

@@ -8,9 +8,12 @@ rule image_features:
         f"logs/{STUDY}/image_features/{{backbone}}.log",
     benchmark:
         f"benchmarks/{STUDY}/image_features/{{backbone}}.tsv"
+    # first when cores are free: the head of the longest chain (features, concept models, presence,
+    # explanations, scores, the crowd path), the largest job of the default study
+    priority: 10
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         gpu=gpus(),
     params:
@@ -34,7 +37,7 @@ rule embed_images:
         f"benchmarks/{STUDY}/embed_images/{{concept_model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         gpu=gpus(),
     params:
@@ -58,7 +61,7 @@ rule fit_concept_model:
         f"benchmarks/{STUDY}/fit_concept_model/{{concept_model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         mem_mb=mem_mb(),
     params:
@@ -82,7 +85,7 @@ rule presence:
         f"benchmarks/{STUDY}/presence/{{concept_model}}/{{vocabulary}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         mem_mb=mem_mb(),
     params:

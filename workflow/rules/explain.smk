@@ -16,7 +16,7 @@ rule explain_similarity:
         f"benchmarks/{STUDY}/explain_similarity/{{concept_model}}/{{vocabulary}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         gpu=gpus(),
         mem_mb=mem_mb(),
@@ -51,7 +51,7 @@ if EXPLAIN_RULE_METHODS:
             f"benchmarks/{STUDY}/explain/{{model}}/{{layer}}.tsv"
         conda:
             "../../envs/neuronaudit.yaml"
-        threads: workflow.cores
+        threads: STAGE_THREADS
         resources:
             mem_mb=mem_mb(),
         params:
@@ -80,7 +80,7 @@ rule explain_shard:
         method="|".join(SHARDED_METHODS) or "(?!)",
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         mem_mb=mem_mb(),
     params:
@@ -152,7 +152,7 @@ rule scoring_presence:
         f"benchmarks/{STUDY}/scoring_presence/{{concept_model}}.tsv"
     conda:
         "../../envs/neuronaudit.yaml"
-    threads: workflow.cores
+    threads: STAGE_THREADS
     resources:
         gpu=gpus(),
         mem_mb=mem_mb(),
