@@ -61,7 +61,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from neuronaudit.aggregation import (
     BRAGG_BETA,
@@ -409,6 +408,8 @@ def bragg_class_means(total, eta: float, prior, eps: float = PRIOR_EPS) -> tuple
     the item's ``total`` raters errs independently with probability eta (one-coin model):
     t_c = sum_k Binomial(k; m, 1 - eta if c else eta) bragg_posterior(k, m, eta, prior). The loop runs
     over k = 0..max(m)."""
+    from scipy import stats  # deferred: importing scipy.stats costs every job 0.3 s
+
     total = np.asarray(total, dtype=np.int64)
     prior = np.broadcast_to(np.asarray(prior, dtype=np.float64), total.shape)
     t1 = np.zeros(total.shape)
