@@ -1,0 +1,340 @@
+"""Two variants of the draw engine's per-pair work that were measured and not adopted (docs/evaluation.md,
+"What was tried"): each against the engine's own kernels on the same pairs and uniforms, in one process,
+with identical draws, sums and distinct counts (asserted).
+
+* fused: one loop per row that searches and sums each draw (instead of a draw loop, then a sum loop);
+* compact z: the CDF alone (8 bytes per input) for the search, w from a vectorised 1 / (N q) pass and
+  the terms from the shared moment table in the sum loop (instead of one 32-byte record per input).
+
+    PYTHONPATH=src python benchmarks/engine_variants.py
+"""
+
+import time
+
+import numba
+import numpy as np
+from bench_eval import _rows_draws, _rows_sums, synthetic
+
+from neuronaudit import sampling as S
+from neuronaudit.sampling import DEFAULT_NS, DEFAULT_SAMPLERS
+
+_U = np.uint64
+J = dict(nogil=True, error_model="numpy")
+
+
+@numba.njit(**J)
+def k_row_draw_sums(
+    u, d0, scale, weighted, rec, guide, base, out, acc, cc, second, ends, s_out, q_out, nd_out, mark
+):
+    soft = cc.shape[0] > 0
+    ub = _U(base)
+    ud = _U(d0)
+    s0 = s1 = s2 = s3 = 0.0
+    q00 = q01 = q02 = q03 = q11 = q12 = q13 = q22 = q23 = q33 = 0.0
+    cnt = 0
+    b = 0
+    t3 = 0.0
+    for t in range(out.shape[0]):
+        x = u[ud + _U(t)] * scale
+        if weighted:
+            pos = _U(guide[_U(int(x))])
+            pos += _U(rec[_U(4) * pos] <= x)
+            while rec[_U(4) * pos] <= x:
+                pos += _U(1)
+            k = _U(4) * pos
+            wi = rec[k + _U(1)]
+            t1 = rec[k + _U(2)]
+            t2 = rec[k + _U(3)]
+            f = ub + pos
+        else:
+            pos = _U(x)
+            f = ub + pos
+            wi = 1.0
+            t1 = acc[_U(2) * f]
+            t2 = acc[_U(2) * f + _U(1)]
+        out[t] = f
+        s0 += wi
+        s1 += t1
+        s2 += t2
+        if second:
+            q00 += wi * wi
+            q01 += wi * t1
+            q02 += wi * t2
+            q11 += t1 * t1
+            q12 += t1 * t2
+            q22 += t2 * t2
+        if soft:
+            t3 = wi * cc[f]
+            s3 += t3
+            if second:
+                q03 += wi * t3
+                q13 += t1 * t3
+                q23 += t2 * t3
+                q33 += t3 * t3
+        cnt += 1 - np.intp(mark[pos])
+        mark[pos] = 1
+        if t + 1 == ends[b]:
+            s_out[b, 0] = s0
+            s_out[b, 1] = s1
+            s_out[b, 2] = s2
+            s_out[b, 3] = s3 if soft else s2
+            if second:
+                q_out[b, 0] = q00
+                q_out[b, 1] = q01
+                q_out[b, 2] = q02
+                q_out[b, 3] = q03 if soft else q02
+                q_out[b, 4] = q11
+                q_out[b, 5] = q12
+                q_out[b, 6] = q13 if soft else q12
+                q_out[b, 7] = q22
+                q_out[b, 8] = q23 if soft else q22
+                q_out[b, 9] = q33 if soft else q22
+            nd_out[b] = cnt
+            b += 1
+    for t in range(out.shape[0]):
+        mark[_U(out[t]) - ub] = 0
+
+
+@numba.njit(**J)
+def rows_fused(u, scale, weighted, rec, guide, flat, acc, ends, sums, sq, nd, mark):
+    for row in range(flat.shape[0]):
+        k_row_draw_sums(
+            u,
+            row * flat.shape[1],
+            scale,
+            weighted,
+            rec,
+            guide,
+            0,
+            flat[row],
+            acc,
+            acc[:0],
+            True,
+            ends,
+            sums[row],
+            sq[row],
+            nd[row],
+            mark,
+        )
+
+
+@numba.njit(**J)
+def rows_old_uniform(u, scale, rec, guide, flat, acc, ends, sums, sq, nd, mark):
+    for row in range(flat.shape[0]):
+        S._k_row_draws(u, row * flat.shape[1], scale, False, rec, guide, 0, flat[row])
+        S._k_row_sums(flat[row], 0, False, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
+
+
+@numba.njit(**J)
+def tables_b(nq_row, zarr, guide, wtmp):
+    n = nq_row.shape[0]
+    for i in range(n):
+        wtmp[i] = 1.0 / nq_row[i]
+    guide[:] = 0
+    z = 0.0
+    for i in range(n - 1):
+        z += nq_row[i]
+        zarr[i] = z
+        guide[_U(min(int(z) + 1, n))] = i + 1
+    zarr[n - 1] = np.inf
+    c = 0
+    for j in range(n):
+        c = max(c, guide[j])
+        guide[j] = c
+
+
+@numba.njit(**J)
+def draws_b(u, d0, scale, zarr, guide, out):
+    ud = _U(d0)
+    for t in range(out.shape[0]):
+        x = u[ud + _U(t)] * scale
+        pos = _U(guide[_U(int(x))])
+        pos += _U(zarr[pos] <= x)
+        while zarr[pos] <= x:
+            pos += _U(1)
+        out[t] = pos
+
+
+@numba.njit(**J)
+def sums_b(fl, wtmp, acc, ends, s_out, q_out, nd_out, mark):
+    s0 = s1 = s2 = 0.0
+    q00 = q01 = q02 = q11 = q12 = q22 = 0.0
+    cnt = 0
+    b = 0
+    for t in range(fl.shape[0]):
+        pos = _U(fl[t])
+        wi = wtmp[pos]
+        t1 = wi * acc[_U(2) * pos]
+        t2 = wi * acc[_U(2) * pos + _U(1)]
+        s0 += wi
+        s1 += t1
+        s2 += t2
+        q00 += wi * wi
+        q01 += wi * t1
+        q02 += wi * t2
+        q11 += t1 * t1
+        q12 += t1 * t2
+        q22 += t2 * t2
+        cnt += 1 - np.intp(mark[pos])
+        mark[pos] = 1
+        if t + 1 == ends[b]:
+            s_out[b, 0] = s0
+            s_out[b, 1] = s1
+            s_out[b, 2] = s2
+            s_out[b, 3] = s2
+            q_out[b, 0] = q00
+            q_out[b, 1] = q01
+            q_out[b, 2] = q02
+            q_out[b, 3] = q02
+            q_out[b, 4] = q11
+            q_out[b, 5] = q12
+            q_out[b, 6] = q12
+            q_out[b, 7] = q22
+            q_out[b, 8] = q22
+            q_out[b, 9] = q22
+            nd_out[b] = cnt
+            b += 1
+    for t in range(fl.shape[0]):
+        mark[_U(fl[t])] = 0
+
+
+@numba.njit(**J)
+def rows_b(u, scale, nq_row, zarr, guide, wtmp, flat, acc, ends, sums, sq, nd, mark):
+    tables_b(nq_row, zarr, guide, wtmp)
+    for row in range(flat.shape[0]):
+        draws_b(u, row * flat.shape[1], scale, zarr, guide, flat[row])
+        sums_b(flat[row], wtmp, acc, ends, sums[row], sq[row], nd[row], mark)
+
+
+@numba.njit(**J)
+def rows_a(u, scale, nq_row, rec, guide, wtmp, flat, acc, ends, sums, sq, nd, mark):
+    S._k_row_tables(nq_row, acc, 0, True, True, rec, guide, wtmp)
+    for row in range(flat.shape[0]):
+        S._k_row_draws(u, row * flat.shape[1], scale, True, rec, guide, 0, flat[row])
+        S._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
+
+
+def fused_loop(n_pairs=64, n_seeds=30):
+    acts, c, guide = synthetic(50_000, n_pairs)
+    ns = np.asarray(DEFAULT_NS)
+    nmax = int(ns[-1])
+    n = acts.shape[0]
+    cols = np.arange(n_pairs)
+    a_ch = S._pair_columns(acts, cols, dtype=None)
+    c_ch = S._pair_columns(c, cols, dtype=None)
+    g_ch = S._pair_columns(guide, cols, dtype=None)
+    work = S._Workspace(n)
+    flat = np.empty((n_seeds, nmax), dtype=np.intp)
+    flat2 = flat.copy()
+    gen = np.random.Generator(np.random.PCG64DXSM(0))
+    a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
+    rho, binary = np.empty(1), np.empty(1, dtype=bool)
+    scale = S._scale_below(n)
+    specs = [S._sampler_spec(s) for s in DEFAULT_SAMPLERS]
+    T = {}
+    for rep in range(3):
+        for p in range(n_pairs):
+            S._k_prepare(a_ch[p : p + 1], c_ch[p : p + 1], a_hat, acc, rho, binary)
+            u = gen.random(n_seeds * nmax)
+            accf = acc.reshape(-1)
+            for spec in specs:
+                sums, sq = np.zeros((n_seeds, len(ns), 4)), np.zeros((n_seeds, len(ns), 10))
+                nd = np.zeros((n_seeds, len(ns)), np.int32)
+                sums2, sq2, nd2 = sums.copy(), sq.copy(), nd.copy()
+                w = spec["name"] != "uniform"
+                if w:
+                    nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)
+                    nq *= n
+                    S._k_row_tables(nq[0], accf, 0, True, True, work.rec, work.guide, work.wtmp)
+                t0 = time.process_time()
+                if w:
+                    _rows_draws(u, scale, work.rec, work.guide, flat)
+                    _rows_sums(flat, work.rec, accf, ns, sums, sq, nd, work.mark)
+                else:
+                    rows_old_uniform(u, scale, work.rec, work.guide, flat, accf, ns, sums, sq, nd, work.mark)
+                t1 = time.process_time()
+                rows_fused(u, scale, w, work.rec, work.guide, flat2, accf, ns, sums2, sq2, nd2, work.mark)
+                t2 = time.process_time()
+                if rep == 0 and p == 0:
+                    assert (
+                        (flat == flat2).all()
+                        and (sums == sums2).all()
+                        and (sq == sq2).all()
+                        and (nd == nd2).all()
+                    )
+                if rep:
+                    k = spec["name"]
+                    T.setdefault(k, [0.0, 0.0])
+                    T[k][0] += t1 - t0
+                    T[k][1] += t2 - t1
+    for k, (a, b) in T.items():
+        print(
+            f"{k:8s} old {a / 2 / n_pairs * 1e3:.3f} ms/pair  fused {b / 2 / n_pairs * 1e3:.3f} ms/pair  ratio {a / b:.2f}"
+        )
+
+
+def compact_z(n_pairs=64, n_seeds=30):
+    acts, c, guide = synthetic(50_000, n_pairs)
+    ns = np.asarray(DEFAULT_NS)
+    nmax = int(ns[-1])
+    n = acts.shape[0]
+    cols = np.arange(n_pairs)
+    a_ch = S._pair_columns(acts, cols, dtype=None)
+    c_ch = S._pair_columns(c, cols, dtype=None)
+    g_ch = S._pair_columns(guide, cols, dtype=None)
+    work = S._Workspace(n)
+    zarr = np.empty(n)
+    flat = np.empty((n_seeds, nmax), dtype=np.intp)
+    flat2 = flat.copy()
+    gen = np.random.Generator(np.random.PCG64DXSM(0))
+    a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
+    rho, binary = np.empty(1), np.empty(1, dtype=bool)
+    scale = S._scale_below(n)
+    specs = [S._sampler_spec(s) for s in DEFAULT_SAMPLERS][1:]
+    T = {}
+    for rep in range(3):
+        for p in range(n_pairs):
+            S._k_prepare(a_ch[p : p + 1], c_ch[p : p + 1], a_hat, acc, rho, binary)
+            u = gen.random(n_seeds * nmax)
+            accf = acc.reshape(-1)
+            for spec in specs:
+                nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)
+                nq *= n
+                sums, sq = np.zeros((n_seeds, len(ns), 4)), np.zeros((n_seeds, len(ns), 10))
+                nd = np.zeros((n_seeds, len(ns)), np.int32)
+                sums2, sq2, nd2 = sums.copy(), sq.copy(), nd.copy()
+                t0 = time.process_time()
+                rows_a(
+                    u, scale, nq[0], work.rec, work.guide, work.wtmp, flat, accf, ns, sums, sq, nd, work.mark
+                )
+                t1 = time.process_time()
+                rows_b(
+                    u, scale, nq[0], zarr, work.guide, work.wtmp, flat2, accf, ns, sums2, sq2, nd2, work.mark
+                )
+                t2 = time.process_time()
+                if rep == 0:
+                    assert (
+                        (flat == flat2).all()
+                        and (sums == sums2).all()
+                        and (sq == sq2).all()
+                        and (nd == nd2).all()
+                    )
+                if rep:
+                    k = spec["name"]
+                    T.setdefault(k, [0.0, 0.0])
+                    T[k][0] += t1 - t0
+                    T[k][1] += t2 - t1
+    for k, (a, b) in T.items():
+        f = 1 / 2 / n_pairs * 1e3
+        print(
+            f"{k:8s} tables+draws+sums: records {a * f:.3f}  compact z {b * f:.3f} ms/pair  ratio {a / b:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    print(
+        "fused draw-and-sum loop against the engine's two loops (draws and sums only, tables built before):"
+    )
+    fused_loop()
+    print("compact CDF + moment table against per-input records (tables, draws and sums):")
+    compact_z()
