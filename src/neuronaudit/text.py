@@ -70,12 +70,40 @@ def embedding_cache_dir() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "neuronaudit"
 
 
-def _cache_key(texts: list[str], model: str) -> str:
-    """Content key: the model's weights file (path, size, mtime) and the exact texts, in order."""
-    folder = text_model_dir(model)
-    weights = next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), folder)
+def _weights_digest(weights: Path, folder: Path | None) -> str:
+    """sha256 of the weights file's bytes, so that the same model in another venv or clone keys the same
+    entries. Hashing 90 MB takes ~0.1 s, so the digest is kept in the cache folder under the file's
+    (path, size, mtime): each copy of the file is hashed once."""
     st = weights.stat()
-    h = hashlib.sha256(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    stamp = hashlib.sha256(f"{weights.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    memo = folder / f"weights-{stamp}.sha256" if folder is not None else None
+    if memo is not None:
+        try:
+            digest = memo.read_text().strip()
+            if len(digest) == 64:
+                return digest
+        except OSError:
+            pass
+    with open(weights, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if memo is not None:
+        try:
+            with atomic_path(memo) as tmp:
+                Path(tmp).write_text(digest)
+        except OSError:
+            pass  # a read-only cache only costs time
+    return digest
+
+
+def _cache_key(texts: list[str], model: str, folder: Path | None = None) -> str:
+    """Content key: the bytes of the model's weights file (``_weights_digest``) and the exact texts, in order."""
+    model_dir = text_model_dir(model)
+    weights = next((model_dir / n for n in ("model.safetensors", "pytorch_model.bin") if (model_dir / n).is_file()), None)
+    if weights is None:  # no single weights file: the directory (path, size, mtime) stands for the model
+        st = model_dir.stat()
+        h = hashlib.sha256(f"{model_dir.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    else:
+        h = hashlib.sha256(_weights_digest(weights, folder).encode())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
     return h.hexdigest()[:32]
@@ -92,7 +120,7 @@ def encode_texts(
     """
     texts = [str(t) for t in texts]
     folder = embedding_cache_dir() if cache and texts else None
-    path = folder / f"text-{_cache_key(texts, model)}.npy" if folder is not None else None
+    path = folder / f"text-{_cache_key(texts, model, folder)}.npy" if folder is not None else None
     if path is not None and path.is_file():
         try:
             emb = np.load(path)
