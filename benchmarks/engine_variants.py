@@ -10,6 +10,7 @@ with identical draws, sums and distinct counts (asserted).
 """
 
 import time
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -214,127 +215,92 @@ def rows_a(u, scale, nq_row, rec, guide, wtmp, flat, acc, ends, sums, sq, nd, ma
         S._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
 
 
-def fused_loop(n_pairs=64, n_seeds=30):
+def _compare(specs, run_old, run_new, before=None, n_pairs=64, n_seeds=30, reps=3):
+    """Time ``run_old(ctx, out)`` and ``run_new(ctx, out)`` on the same pairs, samplers and uniforms, one
+    process, one thread; ``before(ctx)`` runs untimed first. Outputs (draws, sums, products, distinct
+    counts) must be identical (asserted on the first repetition, which also compiles and is not counted).
+    Returns {sampler: (old s, new s)} summed over the other repetitions."""
     acts, c, guide = synthetic(50_000, n_pairs)
     ns = np.asarray(DEFAULT_NS)
-    nmax = int(ns[-1])
-    n = acts.shape[0]
+    nmax, n = int(ns[-1]), acts.shape[0]
     cols = np.arange(n_pairs)
-    a_ch = S._pair_columns(acts, cols, dtype=None)
-    c_ch = S._pair_columns(c, cols, dtype=None)
-    g_ch = S._pair_columns(guide, cols, dtype=None)
-    work = S._Workspace(n)
-    flat = np.empty((n_seeds, nmax), dtype=np.intp)
-    flat2 = flat.copy()
-    gen = np.random.Generator(np.random.PCG64DXSM(0))
+    a_ch, c_ch, g_ch = (S._pair_columns(m, cols, dtype=None) for m in (acts, c, guide))
+    ctx = SimpleNamespace(ns=ns, n=n, scale=S._scale_below(n), work=S._Workspace(n), zarr=np.empty(n))
     a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
     rho, binary = np.empty(1), np.empty(1, dtype=bool)
-    scale = S._scale_below(n)
-    specs = [S._sampler_spec(s) for s in DEFAULT_SAMPLERS]
-    T = {}
-    for rep in range(3):
-        for p in range(n_pairs):
-            S._k_prepare(a_ch[p : p + 1], c_ch[p : p + 1], a_hat, acc, rho, binary)
-            u = gen.random(n_seeds * nmax)
-            accf = acc.reshape(-1)
-            for spec in specs:
-                sums, sq = np.zeros((n_seeds, len(ns), 4)), np.zeros((n_seeds, len(ns), 10))
-                nd = np.zeros((n_seeds, len(ns)), np.int32)
-                sums2, sq2, nd2 = sums.copy(), sq.copy(), nd.copy()
-                w = spec["name"] != "uniform"
-                if w:
-                    nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)
-                    nq *= n
-                    S._k_row_tables(nq[0], accf, 0, True, True, work.rec, work.guide, work.wtmp)
-                t0 = time.process_time()
-                if w:
-                    _rows_draws(u, scale, work.rec, work.guide, flat)
-                    _rows_sums(flat, work.rec, accf, ns, sums, sq, nd, work.mark)
-                else:
-                    rows_old_uniform(u, scale, work.rec, work.guide, flat, accf, ns, sums, sq, nd, work.mark)
-                t1 = time.process_time()
-                rows_fused(u, scale, w, work.rec, work.guide, flat2, accf, ns, sums2, sq2, nd2, work.mark)
-                t2 = time.process_time()
-                if rep == 0 and p == 0:
-                    assert (
-                        (flat == flat2).all()
-                        and (sums == sums2).all()
-                        and (sq == sq2).all()
-                        and (nd == nd2).all()
-                    )
-                if rep:
-                    k = spec["name"]
-                    T.setdefault(k, [0.0, 0.0])
-                    T[k][0] += t1 - t0
-                    T[k][1] += t2 - t1
-    for k, (a, b) in T.items():
-        print(
-            f"{k:8s} old {a / 2 / n_pairs * 1e3:.3f} ms/pair  fused {b / 2 / n_pairs * 1e3:.3f} ms/pair  ratio {a / b:.2f}"
-        )
-
-
-def compact_z(n_pairs=64, n_seeds=30):
-    acts, c, guide = synthetic(50_000, n_pairs)
-    ns = np.asarray(DEFAULT_NS)
-    nmax = int(ns[-1])
-    n = acts.shape[0]
-    cols = np.arange(n_pairs)
-    a_ch = S._pair_columns(acts, cols, dtype=None)
-    c_ch = S._pair_columns(c, cols, dtype=None)
-    g_ch = S._pair_columns(guide, cols, dtype=None)
-    work = S._Workspace(n)
-    zarr = np.empty(n)
-    flat = np.empty((n_seeds, nmax), dtype=np.intp)
-    flat2 = flat.copy()
     gen = np.random.Generator(np.random.PCG64DXSM(0))
-    a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
-    rho, binary = np.empty(1), np.empty(1, dtype=bool)
-    scale = S._scale_below(n)
-    specs = [S._sampler_spec(s) for s in DEFAULT_SAMPLERS][1:]
-    T = {}
-    for rep in range(3):
+
+    def outputs():
+        return SimpleNamespace(flat=np.empty((n_seeds, nmax), dtype=np.intp), sums=np.zeros((n_seeds, len(ns), 4)),
+                               sq=np.zeros((n_seeds, len(ns), 10)), nd=np.zeros((n_seeds, len(ns)), np.int32))
+
+    times = {}
+    for rep in range(reps):
         for p in range(n_pairs):
             S._k_prepare(a_ch[p : p + 1], c_ch[p : p + 1], a_hat, acc, rho, binary)
-            u = gen.random(n_seeds * nmax)
-            accf = acc.reshape(-1)
+            ctx.u, ctx.acc = gen.random(n_seeds * nmax), acc.reshape(-1)
             for spec in specs:
-                nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)
-                nq *= n
-                sums, sq = np.zeros((n_seeds, len(ns), 4)), np.zeros((n_seeds, len(ns), 10))
-                nd = np.zeros((n_seeds, len(ns)), np.int32)
-                sums2, sq2, nd2 = sums.copy(), sq.copy(), nd.copy()
+                ctx.weighted = spec["name"] != "uniform"
+                ctx.nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)[0] * n if ctx.weighted else None
+                old, new = outputs(), outputs()
+                if before is not None:
+                    before(ctx)
                 t0 = time.process_time()
-                rows_a(
-                    u, scale, nq[0], work.rec, work.guide, work.wtmp, flat, accf, ns, sums, sq, nd, work.mark
-                )
+                run_old(ctx, old)
                 t1 = time.process_time()
-                rows_b(
-                    u, scale, nq[0], zarr, work.guide, work.wtmp, flat2, accf, ns, sums2, sq2, nd2, work.mark
-                )
+                run_new(ctx, new)
                 t2 = time.process_time()
                 if rep == 0:
-                    assert (
-                        (flat == flat2).all()
-                        and (sums == sums2).all()
-                        and (sq == sq2).all()
-                        and (nd == nd2).all()
-                    )
-                if rep:
-                    k = spec["name"]
-                    T.setdefault(k, [0.0, 0.0])
-                    T[k][0] += t1 - t0
-                    T[k][1] += t2 - t1
-    for k, (a, b) in T.items():
-        f = 1 / 2 / n_pairs * 1e3
-        print(
-            f"{k:8s} tables+draws+sums: records {a * f:.3f}  compact z {b * f:.3f} ms/pair  ratio {a / b:.2f}"
-        )
+                    assert all((getattr(old, k) == getattr(new, k)).all() for k in ("flat", "sums", "sq", "nd"))
+                else:
+                    t = times.setdefault(spec["name"], [0.0, 0.0])
+                    t[0] += t1 - t0
+                    t[1] += t2 - t1
+    return {k: (a / (reps - 1) / n_pairs * 1e3, b / (reps - 1) / n_pairs * 1e3) for k, (a, b) in times.items()}
+
+
+def fused_loop():
+    """Draws and sums only (the tables are built before the clock starts)."""
+
+    def tables(ctx):
+        if ctx.weighted:
+            S._k_row_tables(ctx.nq, ctx.acc, 0, True, True, ctx.work.rec, ctx.work.guide, ctx.work.wtmp)
+
+    def old(ctx, o):
+        w = ctx.work
+        if ctx.weighted:
+            _rows_draws(ctx.u, ctx.scale, w.rec, w.guide, o.flat)
+            _rows_sums(o.flat, w.rec, ctx.acc, ctx.ns, o.sums, o.sq, o.nd, w.mark)
+        else:
+            rows_old_uniform(ctx.u, ctx.scale, w.rec, w.guide, o.flat, ctx.acc, ctx.ns, o.sums, o.sq, o.nd, w.mark)
+
+    def new(ctx, o):
+        w = ctx.work
+        rows_fused(ctx.u, ctx.scale, ctx.weighted, w.rec, w.guide, o.flat, ctx.acc, ctx.ns, o.sums, o.sq, o.nd, w.mark)
+
+    specs = [S._sampler_spec(s) for s in DEFAULT_SAMPLERS]
+    for k, (a, b) in _compare(specs, old, new, before=tables).items():
+        print(f"{k:8s} old {a:.3f} ms/pair  fused {b:.3f} ms/pair  ratio {a / b:.2f}")
+
+
+def compact_z():
+    """Tables, draws and sums of the two IS samplers."""
+
+    def old(ctx, o):
+        w = ctx.work
+        rows_a(ctx.u, ctx.scale, ctx.nq, w.rec, w.guide, w.wtmp, o.flat, ctx.acc, ctx.ns, o.sums, o.sq, o.nd, w.mark)
+
+    def new(ctx, o):
+        w = ctx.work
+        rows_b(ctx.u, ctx.scale, ctx.nq, ctx.zarr, w.guide, w.wtmp, o.flat, ctx.acc, ctx.ns, o.sums, o.sq, o.nd, w.mark)
+
+    specs = [S._sampler_spec(s) for s in DEFAULT_SAMPLERS][1:]
+    for k, (a, b) in _compare(specs, old, new).items():
+        print(f"{k:8s} tables+draws+sums: records {a:.3f}  compact z {b:.3f} ms/pair  ratio {a / b:.2f}")
 
 
 if __name__ == "__main__":
-    print(
-        "fused draw-and-sum loop against the engine's two loops (draws and sums only, tables built before):"
-    )
+    print("fused draw-and-sum loop against the engine's two loops (draws and sums only, tables built before):")
     fused_loop()
     print("compact CDF + moment table against per-input records (tables, draws and sums):")
     compact_z()
