@@ -34,7 +34,6 @@ from neuronaudit import sampling as _sampling
 from neuronaudit.sampling import (
     DEFAULT_NS,
     DEFAULT_SAMPLERS,
-    PairDraws,
     sampling_grid,
     summarise_rce,
 )
@@ -63,8 +62,10 @@ def _rows_draws(u, scale, rec, guide, flat):  # the engine's draw loop over a pa
 
 @numba.njit(nogil=True)
 def _rows_sums(flat, rec, acc, ends, sums, sq, nd, mark):  # the engine's sum loop over a pair's rows
+    mark[:] = 0
     for row in range(flat.shape[0]):
-        _sampling._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
+        _sampling._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark,
+                              np.uint8(row + 1))
 
 
 def profile_is_sampler(acts, c, guide, spec, n_pairs: int = 64, n_seeds: int = 30) -> None:
@@ -81,10 +82,10 @@ def profile_is_sampler(acts, c, guide, spec, n_pairs: int = 64, n_seeds: int = 3
     flat = np.empty((n_seeds, nmax), dtype=np.intp)
     sums, sq = np.empty((n_seeds, len(ns), 4)), np.empty((n_seeds, len(ns), 10))
     nd = np.empty((n_seeds, len(ns)), dtype=np.int32)
-    gen = np.random.Generator(np.random.PCG64DXSM(0))
+    gen = np.random.Generator(np.random.SFC64(0))
     a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
     rho, binary = np.empty(1), np.empty(1, dtype=bool)
-    t = {"q (sampler_q, then N q)": 0.0, "tables (records and guide)": 0.0, "draws (guide-table search)": 0.0,
+    t = {"q (sampler_q: N q)": 0.0, "tables (records and guide)": 0.0, "draws (guide-table search)": 0.0,
          "sums (prefix sums, products, distinct)": 0.0}
     keys = list(t)
     for rep in range(2):
@@ -94,8 +95,7 @@ def profile_is_sampler(acts, c, guide, spec, n_pairs: int = 64, n_seeds: int = 3
             _sampling._k_prepare(a_ch[p : p + 1], c_ch[p : p + 1], a_hat, acc, rho, binary)
             u = gen.random(n_seeds * nmax)
             t0 = time.process_time()
-            nq = _sampling.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)
-            nq *= n
+            nq = _sampling.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1, scale=n)
             t1 = time.process_time()
             _sampling._k_row_tables(nq[0], acc.reshape(-1), 0, True, True, work.rec, work.guide, work.wtmp)
             t2 = time.process_time()
@@ -112,12 +112,13 @@ def profile_is_sampler(acts, c, guide, spec, n_pairs: int = 64, n_seeds: int = 3
 
 
 def profile_stages(acts, c, guide, n_pairs: int = 64, n_seeds: int = 30) -> None:
-    """Where the grid's time goes: CPU time per pair of each stage of ``sampling._chunk_grid``, run
-    stage by stage on one thread (chunks of 32 pairs, blocks of one pair, as the grid runs them)."""
+    """Where the grid's time goes: CPU time per pair of each step of ``sampling._k_grid_chunk`` (the
+    compiled loop over a chunk's pairs), the same kernels called one at a time on one thread (chunks of
+    32 pairs, their columns copied as the grid copies them)."""
     ns = np.asarray(DEFAULT_NS)
     nmax, n = int(ns[-1]), acts.shape[0]
     specs = [_sampling._sampler_spec(s) for s in DEFAULT_SAMPLERS]
-    t = dict.fromkeys(["columns (3 matrices, float32)", "standardise, exact rho, moment table", "uniforms",
+    t = dict.fromkeys(["columns (3 matrices, float32)", "standardise, exact rho, moment table", "uniforms (SFC64)",
                        *(f"{s['name']}: q, tables, draws, sums" for s in specs), "estimates and SE"], 0.0)
     keys = list(t)
 
@@ -129,6 +130,9 @@ def profile_stages(acts, c, guide, n_pairs: int = 64, n_seeds: int = 30) -> None
 
     work = _sampling._Workspace(n)
     a_hat, acc = np.empty((1, n)), np.empty((1, n), dtype=np.complex128)
+    acc3 = acc.view(np.float64).reshape(1, n, 2)
+    u, nq, scale = np.empty(n_seeds * nmax), work.nq_buffer(1), _sampling._scale_below(n)
+    flat = work.flat_buffer(n_seeds, nmax)
     for rep in range(2):  # the first pass compiles / loads the kernels
         if rep:
             t.update(dict.fromkeys(t, 0.0))
@@ -137,18 +141,23 @@ def profile_stages(acts, c, guide, n_pairs: int = 64, n_seeds: int = 30) -> None
             a_ch = timed(keys[0], _sampling._pair_columns, acts, cols, dtype=None)
             c_ch = timed(keys[0], _sampling._pair_columns, c, cols, dtype=None)
             g_ch = timed(keys[0], _sampling._pair_columns, guide, cols, dtype=None)
-            gen = np.random.Generator(np.random.PCG64DXSM(c0))
+            sfc = _sampling._sfc64_state(np.random.SeedSequence(c0))
             sums = np.empty((len(specs), len(cols) * n_seeds, len(ns), 4))
             sq = np.empty((len(specs), len(cols) * n_seeds, len(ns), 10))
+            nd = np.empty((len(specs), len(cols) * n_seeds, len(ns)), dtype=np.int32)
             rho, binary = np.empty(len(cols)), np.empty(len(cols), dtype=bool)
             for p in range(len(cols)):
-                sl, rows = slice(p, p + 1), slice(p * n_seeds, (p + 1) * n_seeds)
-                timed(keys[1], _sampling._k_prepare, a_ch[sl], c_ch[sl], a_hat,
-                      acc.view(np.float64).reshape(1, n, 2), rho[sl], binary[sl])
-                u = timed(keys[2], gen.random, n_seeds * nmax)
+                sl, r0, r1 = slice(p, p + 1), p * n_seeds, (p + 1) * n_seeds
+                timed(keys[1], _sampling._k_prepare, a_ch[sl], c_ch[sl], a_hat, acc3, rho[sl], binary[sl])
+                timed(keys[2], _sampling._k_sfc64_uniforms, sfc, u)
                 for i, spec in enumerate(specs):
-                    _, sums[i, rows], sq[i, rows], _ = timed(keys[3 + i], PairDraws.draw_and_sum, spec, a_hat,
-                                                             g_ch[sl], ns, n_seeds, u, acc, None, work=work)
+                    c1 = time.process_time()
+                    q = nq[:0] if spec["name"] == "uniform" else _sampling.sampler_q(spec, a_hat, g_ch[sl], axis=1,
+                                                                                       scale=n, out=nq)
+                    _sampling._k_engine(1, q, u, scale, n_seeds, acc3.reshape(-1), _sampling._EMPTY, ns, True, flat,
+                                        sums[i, r0:r1], sq[i, r0:r1], nd[i, r0:r1], work.rec, work.guide, work.mark,
+                                        work.wtmp)
+                    t[keys[3 + i]] += time.process_time() - c1
             for i in range(len(specs)):
                 timed(keys[-1], _sampling.estimates_from_sums, sums[i], sq[i], ns, "unbiased")
     total = sum(t.values())

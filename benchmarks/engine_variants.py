@@ -2,9 +2,11 @@
 "What was tried"): each against the engine's own kernels on the same pairs and uniforms, in one process,
 with identical draws, sums and distinct counts (asserted).
 
-* fused: one loop per row that searches and sums each draw (instead of a draw loop, then a sum loop);
-* compact z: the CDF alone (8 bytes per input) for the search, w from a vectorised 1 / (N q) pass and
-  the terms from the shared moment table in the sum loop (instead of one 32-byte record per input).
+* fused: one loop per row that searches a batch of draws, gathers their terms and sums them before the
+  next batch (instead of a draw loop over the row, then a sum loop);
+* compact z: the CDF alone (8 bytes per input, L2-resident) for the batched search, w from a vectorised
+  1 / (N q) pass and the terms from the shared moment table in the sum loop (instead of one 32-byte
+  record per input).
 
     PYTHONPATH=src python benchmarks/engine_variants.py
 """
@@ -27,77 +29,86 @@ J = dict(nogil=True, error_model="numpy")
 def k_row_draw_sums(
     u, d0, scale, weighted, rec, guide, base, out, acc, cc, second, ends, s_out, q_out, nd_out, mark
 ):
-    soft = cc.shape[0] > 0
+    """One row: each batch of draws is searched as the engine searches it (guide entries, two branch-free
+    steps, the rare longer searches), its terms gathered from the records it has just read, and summed
+    before the next batch; binary c (as the engine: q12 = q01, q22 = q02)."""
     ub = _U(base)
     ud = _U(d0)
-    s0 = s1 = s2 = s3 = 0.0
-    q00 = q01 = q02 = q03 = q11 = q12 = q13 = q22 = q23 = q33 = 0.0
+    B = S._DRAW_BATCH
+    s0 = s1 = s2 = 0.0
+    q00 = q01 = q02 = q11 = 0.0
     cnt = 0
     b = 0
-    t3 = 0.0
-    for t in range(out.shape[0]):
-        x = u[ud + _U(t)] * scale
+    nt = out.shape[0]
+    xs = np.empty(B)
+    ps = np.empty(B, dtype=np.uint64)
+    bw = np.empty(B)
+    b1 = np.empty(B)
+    b2 = np.empty(B)
+    for t0 in range(0, nt, B):
+        m = min(B, nt - t0)
+        for j in range(m):
+            x = u[ud + _U(t0 + j)] * scale
+            xs[j] = x
+            ps[j] = _U(guide[_U(int(x))]) if weighted else _U(x)
         if weighted:
-            pos = _U(guide[_U(int(x))])
-            pos += _U(rec[_U(4) * pos] <= x)
-            while rec[_U(4) * pos] <= x:
-                pos += _U(1)
-            k = _U(4) * pos
-            wi = rec[k + _U(1)]
-            t1 = rec[k + _U(2)]
-            t2 = rec[k + _U(3)]
-            f = ub + pos
-        else:
-            pos = _U(x)
-            f = ub + pos
-            wi = 1.0
-            t1 = acc[_U(2) * f]
-            t2 = acc[_U(2) * f + _U(1)]
-        out[t] = f
-        s0 += wi
-        s1 += t1
-        s2 += t2
-        if second:
+            for j in range(m):
+                ps[j] += _U(rec[_U(4) * ps[j]] <= xs[j])
+            for j in range(m):
+                ps[j] += _U(rec[_U(4) * ps[j]] <= xs[j])
+        for j in range(m):
+            pos = ps[j]
+            if weighted:
+                while rec[_U(4) * pos] <= xs[j]:
+                    pos += _U(1)
+                ps[j] = pos
+                k = _U(4) * pos
+                bw[j] = rec[k + _U(1)]
+                b1[j] = rec[k + _U(2)]
+                b2[j] = rec[k + _U(3)]
+            else:
+                bw[j] = 1.0
+                b1[j] = acc[_U(2) * (ub + pos)]
+                b2[j] = acc[_U(2) * (ub + pos) + _U(1)]
+            out[t0 + j] = ub + pos
+        for j in range(m):
+            pos = ps[j]
+            wi = bw[j]
+            t1 = b1[j]
+            t2 = b2[j]
+            s0 += wi
+            s1 += t1
+            s2 += t2
             q00 += wi * wi
             q01 += wi * t1
             q02 += wi * t2
             q11 += t1 * t1
-            q12 += t1 * t2
-            q22 += t2 * t2
-        if soft:
-            t3 = wi * cc[f]
-            s3 += t3
-            if second:
-                q03 += wi * t3
-                q13 += t1 * t3
-                q23 += t2 * t3
-                q33 += t3 * t3
-        cnt += 1 - np.intp(mark[pos])
-        mark[pos] = 1
-        if t + 1 == ends[b]:
-            s_out[b, 0] = s0
-            s_out[b, 1] = s1
-            s_out[b, 2] = s2
-            s_out[b, 3] = s3 if soft else s2
-            if second:
+            cnt += 1 - np.intp(mark[pos])
+            mark[pos] = 1
+            if t0 + j + 1 == ends[b]:
+                s_out[b, 0] = s0
+                s_out[b, 1] = s1
+                s_out[b, 2] = s2
+                s_out[b, 3] = s2
                 q_out[b, 0] = q00
                 q_out[b, 1] = q01
                 q_out[b, 2] = q02
-                q_out[b, 3] = q03 if soft else q02
+                q_out[b, 3] = q02
                 q_out[b, 4] = q11
-                q_out[b, 5] = q12
-                q_out[b, 6] = q13 if soft else q12
-                q_out[b, 7] = q22
-                q_out[b, 8] = q23 if soft else q22
-                q_out[b, 9] = q33 if soft else q22
-            nd_out[b] = cnt
-            b += 1
-    for t in range(out.shape[0]):
+                q_out[b, 5] = q01
+                q_out[b, 6] = q01
+                q_out[b, 7] = q02
+                q_out[b, 8] = q02
+                q_out[b, 9] = q02
+                nd_out[b] = cnt
+                b += 1
+    for t in range(nt):
         mark[_U(out[t]) - ub] = 0
 
 
 @numba.njit(**J)
 def rows_fused(u, scale, weighted, rec, guide, flat, acc, ends, sums, sq, nd, mark):
+    mark[:] = 0  # the engine leaves its row stamps in the shared marks; this variant clears its own
     for row in range(flat.shape[0]):
         k_row_draw_sums(
             u,
@@ -121,9 +132,11 @@ def rows_fused(u, scale, weighted, rec, guide, flat, acc, ends, sums, sq, nd, ma
 
 @numba.njit(**J)
 def rows_old_uniform(u, scale, rec, guide, flat, acc, ends, sums, sq, nd, mark):
+    mark[:] = 0
     for row in range(flat.shape[0]):
         S._k_row_draws(u, row * flat.shape[1], scale, False, rec, guide, 0, flat[row])
-        S._k_row_sums(flat[row], 0, False, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
+        S._k_row_sums(flat[row], 0, False, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark,
+                      np.uint8(row + 1))
 
 
 @numba.njit(**J)
@@ -138,28 +151,37 @@ def tables_b(nq_row, zarr, guide, wtmp):
         zarr[i] = z
         guide[_U(min(int(z) + 1, n))] = i + 1
     zarr[n - 1] = np.inf
-    c = 0
-    for j in range(n):
-        c = max(c, guide[j])
-        guide[j] = c
+    S._k_running_max(guide, n)
 
 
 @numba.njit(**J)
-def draws_b(u, d0, scale, zarr, guide, out):
+def draws_b(u, d0, scale, zarr, guide, out):  # the engine's batched search, on the compact CDF
     ud = _U(d0)
-    for t in range(out.shape[0]):
-        x = u[ud + _U(t)] * scale
-        pos = _U(guide[_U(int(x))])
-        pos += _U(zarr[pos] <= x)
-        while zarr[pos] <= x:
-            pos += _U(1)
-        out[t] = pos
+    B = S._DRAW_BATCH
+    nt = out.shape[0]
+    xs = np.empty(B)
+    ps = np.empty(B, dtype=np.uint64)
+    for t0 in range(0, nt, B):
+        m = min(B, nt - t0)
+        for j in range(m):
+            x = u[ud + _U(t0 + j)] * scale
+            xs[j] = x
+            ps[j] = _U(guide[_U(int(x))])
+        for j in range(m):
+            ps[j] += _U(zarr[ps[j]] <= xs[j])
+        for j in range(m):
+            ps[j] += _U(zarr[ps[j]] <= xs[j])
+        for j in range(m):
+            pos = ps[j]
+            while zarr[pos] <= xs[j]:
+                pos += _U(1)
+            out[t0 + j] = pos
 
 
 @numba.njit(**J)
 def sums_b(fl, wtmp, acc, ends, s_out, q_out, nd_out, mark):
     s0 = s1 = s2 = 0.0
-    q00 = q01 = q02 = q11 = q12 = q22 = 0.0
+    q00 = q01 = q02 = q11 = 0.0
     cnt = 0
     b = 0
     for t in range(fl.shape[0]):
@@ -174,8 +196,6 @@ def sums_b(fl, wtmp, acc, ends, s_out, q_out, nd_out, mark):
         q01 += wi * t1
         q02 += wi * t2
         q11 += t1 * t1
-        q12 += t1 * t2
-        q22 += t2 * t2
         cnt += 1 - np.intp(mark[pos])
         mark[pos] = 1
         if t + 1 == ends[b]:
@@ -188,11 +208,11 @@ def sums_b(fl, wtmp, acc, ends, s_out, q_out, nd_out, mark):
             q_out[b, 2] = q02
             q_out[b, 3] = q02
             q_out[b, 4] = q11
-            q_out[b, 5] = q12
-            q_out[b, 6] = q12
-            q_out[b, 7] = q22
-            q_out[b, 8] = q22
-            q_out[b, 9] = q22
+            q_out[b, 5] = q01
+            q_out[b, 6] = q01
+            q_out[b, 7] = q02
+            q_out[b, 8] = q02
+            q_out[b, 9] = q02
             nd_out[b] = cnt
             b += 1
     for t in range(fl.shape[0]):
@@ -201,6 +221,7 @@ def sums_b(fl, wtmp, acc, ends, s_out, q_out, nd_out, mark):
 
 @numba.njit(**J)
 def rows_b(u, scale, nq_row, zarr, guide, wtmp, flat, acc, ends, sums, sq, nd, mark):
+    mark[:] = 0
     tables_b(nq_row, zarr, guide, wtmp)
     for row in range(flat.shape[0]):
         draws_b(u, row * flat.shape[1], scale, zarr, guide, flat[row])
@@ -210,9 +231,11 @@ def rows_b(u, scale, nq_row, zarr, guide, wtmp, flat, acc, ends, sums, sq, nd, m
 @numba.njit(**J)
 def rows_a(u, scale, nq_row, rec, guide, wtmp, flat, acc, ends, sums, sq, nd, mark):
     S._k_row_tables(nq_row, acc, 0, True, True, rec, guide, wtmp)
+    mark[:] = 0
     for row in range(flat.shape[0]):
         S._k_row_draws(u, row * flat.shape[1], scale, True, rec, guide, 0, flat[row])
-        S._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark)
+        S._k_row_sums(flat[row], 0, True, rec, acc, acc[:0], True, ends, sums[row], sq[row], nd[row], mark,
+                      np.uint8(row + 1))
 
 
 def _compare(specs, run_old, run_new, before=None, n_pairs=64, n_seeds=30, reps=3):
@@ -228,7 +251,7 @@ def _compare(specs, run_old, run_new, before=None, n_pairs=64, n_seeds=30, reps=
     ctx = SimpleNamespace(ns=ns, n=n, scale=S._scale_below(n), work=S._Workspace(n), zarr=np.empty(n))
     a_hat, acc = np.empty((1, n)), np.empty((1, n, 2))
     rho, binary = np.empty(1), np.empty(1, dtype=bool)
-    gen = np.random.Generator(np.random.PCG64DXSM(0))
+    gen = np.random.Generator(np.random.SFC64(0))
 
     def outputs():
         return SimpleNamespace(flat=np.empty((n_seeds, nmax), dtype=np.intp), sums=np.zeros((n_seeds, len(ns), 4)),
@@ -241,7 +264,7 @@ def _compare(specs, run_old, run_new, before=None, n_pairs=64, n_seeds=30, reps=
             ctx.u, ctx.acc = gen.random(n_seeds * nmax), acc.reshape(-1)
             for spec in specs:
                 ctx.weighted = spec["name"] != "uniform"
-                ctx.nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1)[0] * n if ctx.weighted else None
+                ctx.nq = S.sampler_q(spec, a_hat, g_ch[p : p + 1], axis=1, scale=n)[0] if ctx.weighted else None
                 old, new = outputs(), outputs()
                 if before is not None:
                     before(ctx)

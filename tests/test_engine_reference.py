@@ -1,9 +1,10 @@
 """Reference equality of the vectorised estimation paths (SPEC sec. 3-4).
 
-The draw engine (``sampling.PairDraws``) is shared by Setting 1 (``sampling_grid``) and Setting 2
-(``run_setting2``). Here the draws it makes (and, for Setting 2, the simulated ratings) are recorded
-while the real entry points run, and a plain Python loop over pairs, seeds and sample sizes recomputes
-every estimate from those same draws with the formulas written out: q in closed form, w = 1 / (N q),
+The draw engine (the compiled ``sampling._k_engine``, wrapped by ``sampling.PairDraws``) is shared by
+Setting 1 (``sampling_grid``) and Setting 2 (``run_setting2``). Here its draws are rebuilt from the
+grid's documented random streams (Setting 1) or recorded while the entry point runs (Setting 2, with
+the simulated ratings), and a plain Python loop over pairs, seeds and sample sizes recomputes every
+estimate from those same draws with the formulas written out: q in closed form, w = 1 / (N q),
 unbiased (1/n) sum w h or self-normalised sum w h / sum w, rho_hat = E[a c] / sqrt(E[c^2] - E[c]^2)
 (0 when the sample shows no variation in c), duplicates rated once. Agreement is exact to float
 tolerance, so a wrong sampling distribution, weight, estimator, EM input or prior fails here.
@@ -159,20 +160,31 @@ def test_engine_groups_are_the_distinct_inputs_in_order():
 
 
 # ---- Setting 1: sampling_grid against a loop over the same draws -------------------------------
-def _record_draws(monkeypatch):
-    """Record every PairDraws made by the engine (``draw`` and the grid's ``draw_and_sum`` both build
-    theirs in ``_make``; the grid reuses one buffer for the draws, so they are copied when made)."""
-    recorded = []
-    orig = PairDraws._make.__func__
-
-    def make(cls, spec, *args, **kwargs):
-        out = orig(cls, spec, *args, **kwargs)
-        d = out[0]
-        recorded.append((spec, PairDraws(d.flat.copy(), d.nq, d.n_inputs, d.ns, d.n_seeds, d.pairs)))
-        return out
-
-    monkeypatch.setattr(PairDraws, "_make", classmethod(make))
-    return recorded
+def _grid_draws(a, g, specs, ns, seeds, rng, chunk_size):
+    """The grid's draws, rebuilt outside the engine from its documented streams: chunk i (of chunk_size
+    pairs) reads NumPy's SFC64 generator seeded with SeedSequence(rng).spawn(n_chunks)[i], pair after
+    pair, len(seeds) x max(ns) uniforms per pair, shared by the samplers; a draw is the first input whose
+    cumulative N q exceeds u N (np.searchsorted over np.cumsum), or floor(u N) for uniform q. Returns
+    {(label, pair): (seeds, max(ns)) input indices}."""
+    n, k = a.shape
+    nmax, n_seeds = max(ns), len(seeds)
+    seqs = np.random.SeedSequence(rng).spawn(-(-k // chunk_size))
+    out = {}
+    for ci, seq in enumerate(seqs):
+        gen = np.random.Generator(np.random.SFC64(seq))
+        for p in range(ci * chunk_size, min(k, (ci + 1) * chunk_size)):
+            x = gen.random(n_seeds * nmax).reshape(n_seeds, nmax) * _scale_below(n)
+            if np.ptp(a[:, p]) == 0:
+                continue  # undefined rho: reported NaN
+            ah = _a_hat(a[:, p])
+            for spec in specs:
+                if spec["name"] == "uniform":
+                    idx = x.astype(np.intp)
+                else:
+                    nq = sampler_q(spec, ah[None], g[:, p][None], axis=1, scale=n)[0]
+                    idx = np.searchsorted(np.cumsum(nq)[:-1], x, side="right")
+                out[(sampler_label(spec), p)] = idx
+    return out
 
 
 def _estimate_ref(a_s, c_s, w, estimator):
@@ -197,27 +209,26 @@ SAMPLERS = [
 
 
 @pytest.mark.parametrize("estimator,soft", [("unbiased", False), ("self_normalised", False), ("self_normalised", True)])
-def test_setting1_grid_equals_a_loop_over_the_same_draws(monkeypatch, estimator, soft):
+def test_setting1_grid_equals_a_loop_over_the_same_draws(estimator, soft):
     a, c, g = _data(n=120, k=5, seed=1, soft=soft)
     a[:, 3] = 2.0  # a constant neuron: rho undefined, NaN rows
     ns = [5, 12, 40]
-    recorded = _record_draws(monkeypatch)
     grid = sampling_grid(a, c, g, samplers=SAMPLERS, ns=ns, seeds=[10, 11, 12], estimator=estimator, rng=4,
                          chunk_size=2, n_threads=1)
-    assert {sampler_label(s) for s, _ in recorded} == {sampler_label(s) for s in SAMPLERS}
+    draws = _grid_draws(a, g, SAMPLERS, ns, [10, 11, 12], rng=4, chunk_size=2)
     got = grid.set_index(["sampler", "pair", "seed", "n"])
     checked = 0
-    for spec, d in recorded:
+    for spec in SAMPLERS:
         label = sampler_label(spec)
-        for j, p in enumerate(d.pairs):
+        for p in range(a.shape[1]):
             if p == 3:
-                assert got.loc[(label, p), "rho_hat"].isna().all()
+                assert got.loc[(label, p), "rho_hat"].isna().all() and (label, p) not in draws
                 continue
             ah = _a_hat(a[:, p])
             q = _q_ref(spec, ah, g[:, p])
             for s, seed in enumerate([10, 11, 12]):
                 for n in ns:
-                    ii = d.idx[j, s, :n]
+                    ii = draws[(label, p)][s, :n]
                     w = [1 / (len(q) * q[i]) for i in ii]
                     rh, nv = _estimate_ref(ah[ii], c[ii, p], w, estimator)
                     row = got.loc[(label, p, seed, n)]
@@ -269,6 +280,21 @@ def test_engine_estimate_is_the_definition_with_fixed_draws():
 
 
 # ---- Setting 2: run_setting2 against a loop over the same draws and ratings ---------------------
+def _record_draws(monkeypatch):
+    """Record every PairDraws that Setting 2 makes (``PairDraws.draw`` builds them in ``_make``)."""
+    recorded = []
+    orig = PairDraws._make.__func__
+
+    def make(cls, spec, *args, **kwargs):
+        out = orig(cls, spec, *args, **kwargs)
+        d = out[0]
+        recorded.append((spec, PairDraws(d.flat.copy(), d.nq, d.n_inputs, d.ns, d.n_seeds, d.pairs)))
+        return out
+
+    monkeypatch.setattr(PairDraws, "_make", classmethod(make))
+    return recorded
+
+
 def _record_ratings(monkeypatch):
     recorded = []
     for name in ("per_input_error_ratings", "uniform_error_ratings"):

@@ -394,13 +394,6 @@ def test_summarise_rce_categorical_and_missing_groups():
     assert summarise_rce(df, by=("sampler", "n"))["n_no_variation"].tolist() == [1]
 
 
-def test_block_pairs():
-    assert sampling._block_pairs(30, 1600) == 1
-    assert sampling._block_pairs(4, 100) == 125
-    assert sampling._block_pairs(1, 1) == 50_000
-    assert sampling._block_pairs(0, 0) == 50_000
-
-
 def test_engine_checks_what_the_compiled_loop_relies_on():
     """The compiled loop has no bounds checks: shapes and given draws are checked before it runs."""
     from neuronaudit.sampling import _distinct_prefix_counts
@@ -543,7 +536,9 @@ def test_is_q_compiled_rows_equal_the_numpy_path(monkeypatch):
     g0[:, :10] = 0.0
     q0 = mg_is_q(a, g0, gamma=0.2, axis=1)
     np.testing.assert_allclose(q0[:, :10], 0.2 / 777, rtol=1e-15)
-    assert len(calls) == 3 * 2 + 3 * 4 + 1
+    assert len(calls) == 3 * 2 + 3 * 4 + 2 + 1  # gamma = 1 too (q = 1 / N from the compiled pass)
+    with pytest.raises(ValueError, match="non-negative"):  # a negative c_hat is refused even at gamma = 1
+        mg_is_q(a, -g, gamma=1.0, axis=1)
     bad = g.copy()
     bad[1, 5] = -0.1
     with pytest.raises(ValueError, match=_msg("c_hat must be non-negative (a presence probability)")):
@@ -637,3 +632,54 @@ def test_grid_float32_inputs_give_the_float64_results():
     got = sampling_grid(a32, c32, g32, **kw)
     want = sampling_grid(a32.astype(np.float64), c32.astype(np.float64), g32.astype(np.float64), **kw)
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-13, atol=0)
+
+
+def test_grid_uniforms_are_numpys_sfc64_stream():
+    """The grid's compiled uniforms are NumPy's SFC64 Generator.random() numbers, bit for bit, across
+    calls (the state advances in place)."""
+    st = sampling._sfc64_state(np.random.SeedSequence(9))
+    out = np.empty(1000)
+    sampling._k_sfc64_uniforms(st, out[:301])
+    sampling._k_sfc64_uniforms(st, out[301:])
+    ref = np.random.Generator(np.random.SFC64(np.random.SeedSequence(9))).random(1000)
+    np.testing.assert_array_equal(out, ref)
+    assert st.dtype == np.uint64 and st.shape == (4,)
+
+
+def test_running_max_is_numpys_accumulate():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 1000):
+        g = np.where(rng.random(n + 1) < 0.5, 0, rng.integers(0, 2**31 - 1, n + 1)).astype(np.int32)
+        want = g.copy()
+        want[:n] = np.maximum.accumulate(g[:n])
+        sampling._k_running_max(g, n)
+        np.testing.assert_array_equal(g, want)  # the scratch slot n is left as it was
+
+
+def test_distinct_counts_over_more_rows_than_stamps():
+    """Distinct inputs are counted with one stamp per row (1 .. 255), the marks cleared every 255 rows:
+    a call with 2 x 200 rows counts every row as the plain count does."""
+    a, c, g = _toy(n=40, k=2, seed=4)
+    ah = standardise_activations(a).T.copy()
+    acc = moment_table(ah, c.T)
+    ns = np.array([3, 10, 30])
+    u = np.random.default_rng(2).random(2 * 200 * 30)
+    for spec in ("uniform", {"name": "mg_is", "gamma": 0.2}):
+        d, _, _, nd = PairDraws.draw_and_sum(spec, ah, g.T, ns, 200, u, acc)
+        np.testing.assert_array_equal(nd, sampling._distinct_prefix_counts(d.flat, ns))
+
+
+def test_grid_refuses_a_q_that_cannot_be_sampled_naming_it():
+    a, c, g = _toy(n=100, k=3, seed=1)
+    neg = g.copy()
+    neg[7, 2] = -0.1
+    with pytest.raises(ValueError, match=_msg("c_hat must be non-negative (a presence probability)")):
+        sampling_grid(a, c, neg, ns=[5], seeds=range(2))
+    zero = g.copy()
+    zero[:, 1] = 0.0
+    with pytest.raises(ValueError, match="MG-IS: the unnormalised sampling weights sum to zero"):
+        sampling_grid(a, c, zero, ns=[5], seeds=range(2))
+    # gamma = 1: q uniform whatever the guide (no sum to check), as the NumPy path
+    one = sampling_grid(a, c, zero, samplers=[{"name": "mg_is", "gamma": 1.0}, "uniform"], ns=[5, 20], seeds=range(3))
+    np.testing.assert_array_equal(one.loc[one.sampler == "mg_is(gamma=1)", "rho_hat"].to_numpy(),
+                                  one.loc[one.sampler == "uniform", "rho_hat"].to_numpy())

@@ -180,15 +180,18 @@ def test_grid_draw_frequencies_follow_q():
     assert nd.mean() == pytest.approx(300 * (1 - (299 / 300) ** 5), abs=4 * nd.std(ddof=1) / np.sqrt(len(nd)))
 
 
-def test_grid_results_do_not_depend_on_the_draw_block_size(monkeypatch):
+def test_grid_results_do_not_depend_on_the_column_groups_or_threads(monkeypatch):
     import neuronaudit.sampling as sampling
 
-    a, c, g = _toy(n=500, k=5, seed=6)
+    a, c, g = _toy(n=500, k=7, seed=6)
     kw = dict(ns=[10, 40], seeds=range(4), rng=11, chunk_size=3)
-    big = sampling_grid(a, c, g, **kw)
-    monkeypatch.setattr(sampling, "_BLOCK_DRAWS", 1)  # one pair per block
-    one = sampling_grid(a, c, g, **kw)
-    assert big.equals(one)
+    big = sampling_grid(a, c, g, **kw)  # all chunks' columns copied as one group
+    monkeypatch.setattr(sampling, "_GROUP_COLUMNS", 1)  # one chunk per group
+    assert big.equals(sampling_grid(a, c, g, **kw))
+    assert big.equals(sampling_grid(a, c, g, n_threads=1, **kw))
+    monkeypatch.setattr(sampling, "_GROUP_COLUMNS", 128)
+    monkeypatch.setattr(sampling, "_GROUP_BYTES", 1)  # a budget below one chunk: still one chunk per group
+    assert big.equals(sampling_grid(a, c, g, n_threads=3, **kw))
 
 
 def test_no_variation_in_the_sample_gives_rho_hat_zero_and_is_counted():
