@@ -1158,10 +1158,10 @@ def _k_grid_chunk(a_chunk, c_chunk, g_chunk, kinds, alphas, gammas, ns, n_seeds,
                 continue
             g = g_chunk[p : p + 1] if np.isfinite(rho[p]) else ones_row
             tot, neg = _k_is_q(a_hat, g, kinds[s] == 1, alphas[s], gammas[s], np.float64(n), nq)
-            lo = np.inf
-            for i in range(n):
-                lo = min(lo, nq[0, i])
-            if not (tot[0] > 0 and neg[0] == 0 and lo > 0):
+            nonpos = 0
+            for i in range(n):  # counted, not a running minimum (min() compiles to a branch taken at random)
+                nonpos += not nq[0, i] > 0.0
+            if not (tot[0] > 0 and neg[0] == 0 and nonpos == 0):
                 return p * n_samp + s
             _k_engine(1, nq, u, scale, n_seeds, acc_flat, cc, ns, second, flat, sums[s, r0:r1], sq[s, r0:r1],
                       nd[s, r0:r1], rec, guide, mark, wtmp)
