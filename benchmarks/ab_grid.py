@@ -10,15 +10,22 @@ one that changes the random streams prints False and the largest |difference| of
 """
 
 import importlib.util
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from bench_eval import synthetic
 
 
 def load(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
+    """Import a copy of ``path`` as module ``name``. A copy: numba caches compiled kernels per source file,
+    and a cache written under another module name would break the package's own import of that file."""
+    copy = Path(tempfile.mkdtemp(prefix="ab_grid_")) / f"{name}.py"
+    shutil.copyfile(path, copy)
+    spec = importlib.util.spec_from_file_location(name, copy)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
