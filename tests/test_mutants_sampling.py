@@ -673,13 +673,61 @@ def test_grid_refuses_a_q_that_cannot_be_sampled_naming_it():
     a, c, g = _toy(n=100, k=3, seed=1)
     neg = g.copy()
     neg[7, 2] = -0.1
-    with pytest.raises(ValueError, match=_msg("c_hat must be non-negative (a presence probability)")):
+    with pytest.raises(ValueError, match=_msg("pair 2, sampler mg_is: c_hat must be non-negative (a presence probability)")):
         sampling_grid(a, c, neg, ns=[5], seeds=range(2))
     zero = g.copy()
     zero[:, 1] = 0.0
-    with pytest.raises(ValueError, match="MG-IS: the unnormalised sampling weights sum to zero"):
+    with pytest.raises(ValueError, match="^pair 1, sampler mg_is: MG-IS: the unnormalised sampling weights sum to zero"):
         sampling_grid(a, c, zero, ns=[5], seeds=range(2))
+    first = g.copy()
+    first[0, 0] = -1.0  # the first pair and the first sampler of its chunk
+    with pytest.raises(ValueError, match="^pair 0, sampler mg_is"):
+        sampling_grid(a, c, first, samplers=["mg_is", "uniform"], ns=[5], seeds=range(2))
+    z = np.tile(g, 2)
+    z[1, 4] = 0.0  # q = 0 on input 1 of pair 4, in the third chunk of 2 pairs
+    with pytest.raises(ValueError, match="^pair 4, sampler mg_is\\(gamma=0\\): q is zero at input 1 for pair 4 "):
+        sampling_grid(np.tile(a, 2), np.tile(c, 2), z, samplers=[{"name": "mg_is", "gamma": 0.0}], ns=[5],
+                      seeds=range(2), chunk_size=2)
     # gamma = 1: q uniform whatever the guide (no sum to check), as the NumPy path
     one = sampling_grid(a, c, zero, samplers=[{"name": "mg_is", "gamma": 1.0}, "uniform"], ns=[5, 20], seeds=range(3))
     np.testing.assert_array_equal(one.loc[one.sampler == "mg_is(gamma=1)", "rho_hat"].to_numpy(),
                                   one.loc[one.sampler == "uniform", "rho_hat"].to_numpy())
+
+
+def test_q_into_a_given_buffer_and_scaled():
+    """``out``: the compiled row path writes q into the caller's buffer (the engine reuses one per
+    thread) and refuses one of another shape, dtype or layout; ``scale``: N q for the engine, on both
+    paths."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 50))
+    g = rng.random((2, 50))
+    buf = np.empty((2, 50))
+    for q in (mg_is_q(a, g, axis=1, out=buf), ag_is_q(a, axis=1, out=buf),
+              sampler_q("mg_is", a, g, axis=1, out=buf), sampler_q("ag_is", a, None, axis=1, out=buf)):
+        assert q is buf
+    np.testing.assert_allclose(sampler_q("ag_is", a, None, axis=1, out=buf), ag_is_q(a, axis=1), rtol=1e-15)
+    for bad in (np.empty((2, 49)), np.empty((2, 50), dtype=np.float32), np.empty((50, 2)).T):
+        with pytest.raises(ValueError, match=_msg("out must be a C-contiguous float64 array of shape (2, 50)")):
+            mg_is_q(a, g, axis=1, out=bad)
+    for scale in (2.0, 3.0):  # the NumPy path (inputs along axis 0) and the compiled rows
+        np.testing.assert_allclose(mg_is_q(a.T, g.T, scale=scale), scale * mg_is_q(a.T, g.T), rtol=1e-15)
+        np.testing.assert_allclose(ag_is_q(a.T, scale=scale), scale * ag_is_q(a.T), rtol=1e-15)
+        np.testing.assert_allclose(mg_is_q(a, g, axis=1, scale=scale), scale * mg_is_q(a, g, axis=1), rtol=1e-15)
+    np.testing.assert_array_equal(sampler_q("uniform", a, None, axis=1, scale=50.0), 1.0)
+
+
+def test_engine_workspace_holds_q_and_second_false_with_a_workspace():
+    a, c, g = _toy(n=60, k=2, seed=2)
+    ah = standardise_activations(a).T.copy()
+    acc = moment_table(ah, c.T)
+    ns = np.array([4, 12])
+    u = np.random.default_rng(0).random(2 * 3 * 12)
+    work = sampling._Workspace(60)
+    gt = g.T.copy()  # C-contiguous rows: the compiled path, which writes into the buffer
+    d, sums, sq, nd = PairDraws.draw_and_sum("mg_is", ah, gt, ns, 3, u, acc, work=work, second=False)
+    assert sq is None and np.shares_memory(d.nq, work._nq)  # N q written into the workspace's buffer
+    np.testing.assert_allclose(d.nq, mg_is_q(ah, gt, axis=1) * 60, rtol=1e-15)
+    assert work.nq_buffer(1).shape == (1, 60) and np.shares_memory(work.nq_buffer(1), work._nq)
+    assert work.nq_buffer(3).shape == (3, 60) and work._nq.shape == (3, 60)  # grows when more rows are asked for
+    with pytest.raises(ValueError, match="engine mode 3"):
+        d._run(3, u, acc, None, False)

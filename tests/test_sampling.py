@@ -192,6 +192,19 @@ def test_grid_results_do_not_depend_on_the_column_groups_or_threads(monkeypatch)
     monkeypatch.setattr(sampling, "_GROUP_COLUMNS", 128)
     monkeypatch.setattr(sampling, "_GROUP_BYTES", 1)  # a budget below one chunk: still one chunk per group
     assert big.equals(sampling_grid(a, c, g, n_threads=3, **kw))
+    # groups of two chunks, the second group starting at pair 6: each chunk still gets its own 3 pairs
+    a, c, g = _toy(n=300, k=12, seed=7)
+    monkeypatch.setattr(sampling, "_GROUP_BYTES", 2**30)
+    big = sampling_grid(a, c, g, **kw)
+    monkeypatch.setattr(sampling, "_GROUP_COLUMNS", 6)
+    assert big.equals(sampling_grid(a, c, g, **kw))
+
+
+def test_grid_checks_gamma_before_it_starts():
+    a, c, g = _toy(n=100, k=2)
+    for gamma in (1.5, -0.1):
+        with pytest.raises(ValueError, match="^gamma must lie in"):  # before any pair: no pair in the message
+            sampling_grid(a, c, g, samplers=["uniform", {"name": "ag_is", "gamma": gamma}], ns=[5], seeds=range(2))
 
 
 def test_no_variation_in_the_sample_gives_rho_hat_zero_and_is_counted():

@@ -848,6 +848,8 @@ class PairDraws:
 
     def _run(self, mode: int, u: np.ndarray, acc, cc, second: bool, work: _Workspace | None = None):
         """Call ``_k_engine``; returns (sums, sq, nd), None for mode 0."""
+        if mode not in (0, 1, 2):
+            raise ValueError(f"engine mode {mode!r}: 0 draw, 1 draw and sum, 2 sum given draws")
         rows, _ = self.flat.shape
         n = self.n_inputs
         n_seg = len(self.ns)
@@ -1220,10 +1222,13 @@ def _chunk_grid(
                         sums, sq, nd, rho, binary, a_hat, acc3, acc3.reshape(-1), u, work.nq_buffer(1), np.empty(n),
                         np.ones((1, g_chunk.shape[1]), dtype=g_chunk.dtype), work.flat_buffer(n_seeds, nmax),
                         work.rec, work.guide, work.mark, work.wtmp)
-    if bad >= 0:  # the buffers hold that pair's a_hat and uniforms: the checked path raises, naming it
+    if bad >= 0:  # the buffers hold that pair's a_hat and uniforms: the checked path says what is wrong
         p, i = divmod(int(bad), n_samp)
         g = g_chunk[p : p + 1] if np.isfinite(rho[p]) else np.ones((1, n))
-        PairDraws.draw_and_sum(specs[i], a_hat, g, ns, n_seeds, u, acc, None, pairs=np.array([pair_offset + p]))
+        try:
+            PairDraws.draw_and_sum(specs[i], a_hat, g, ns, n_seeds, u, acc, None, pairs=np.array([pair_offset + p]))
+        except ValueError as e:
+            raise ValueError(f"pair {pair_offset + p}, sampler {sampler_label(specs[i])}: {e}") from e
         raise AssertionError  # not reached: the kernel refuses the q that PairDraws refuses
     valid = np.isfinite(rho)
     rho_hats, no_vars, n_distincts, ses = [], [], [], []
