@@ -26,6 +26,16 @@ J = dict(nogil=True, error_model="numpy")
 
 
 @numba.njit(**J)
+def write_segment(s, q, nd_out, b, s0, s1, s2, q00, q01, q02, q11, cnt):
+    """One sample size's sums, products and distinct count, binary c, in the engine's layout (t2 = w c
+    is w or 0: c^2 = c, t1 t2 = w t1, t2 t2 = w t2)."""
+    s[0], s[1], s[2], s[3] = s0, s1, s2, s2
+    q[0], q[1], q[2], q[3], q[4] = q00, q01, q02, q02, q11
+    q[5], q[6], q[7], q[8], q[9] = q01, q01, q02, q02, q02
+    nd_out[b] = cnt
+
+
+@numba.njit(**J)
 def k_row_draw_sums(
     u, d0, scale, weighted, rec, guide, base, out, acc, cc, second, ends, s_out, q_out, nd_out, mark
 ):
@@ -86,21 +96,7 @@ def k_row_draw_sums(
             cnt += 1 - np.intp(mark[pos])
             mark[pos] = 1
             if t0 + j + 1 == ends[b]:
-                s_out[b, 0] = s0
-                s_out[b, 1] = s1
-                s_out[b, 2] = s2
-                s_out[b, 3] = s2
-                q_out[b, 0] = q00
-                q_out[b, 1] = q01
-                q_out[b, 2] = q02
-                q_out[b, 3] = q02
-                q_out[b, 4] = q11
-                q_out[b, 5] = q01
-                q_out[b, 6] = q01
-                q_out[b, 7] = q02
-                q_out[b, 8] = q02
-                q_out[b, 9] = q02
-                nd_out[b] = cnt
+                write_segment(s_out[b], q_out[b], nd_out, b, s0, s1, s2, q00, q01, q02, q11, cnt)
                 b += 1
     for t in range(nt):
         mark[_U(out[t]) - ub] = 0
@@ -199,21 +195,7 @@ def sums_b(fl, wtmp, acc, ends, s_out, q_out, nd_out, mark):
         cnt += 1 - np.intp(mark[pos])
         mark[pos] = 1
         if t + 1 == ends[b]:
-            s_out[b, 0] = s0
-            s_out[b, 1] = s1
-            s_out[b, 2] = s2
-            s_out[b, 3] = s2
-            q_out[b, 0] = q00
-            q_out[b, 1] = q01
-            q_out[b, 2] = q02
-            q_out[b, 3] = q02
-            q_out[b, 4] = q11
-            q_out[b, 5] = q01
-            q_out[b, 6] = q01
-            q_out[b, 7] = q02
-            q_out[b, 8] = q02
-            q_out[b, 9] = q02
-            nd_out[b] = cnt
+            write_segment(s_out[b], q_out[b], nd_out, b, s0, s1, s2, q00, q01, q02, q11, cnt)
             b += 1
     for t in range(fl.shape[0]):
         mark[_U(fl[t])] = 0
